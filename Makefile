@@ -1,0 +1,51 @@
+# The only install logic in the project. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+# Torch build to install first; override for another CUDA/CPU build, e.g.
+#   make setup TORCH_SPEC="torch==2.5.1 torchvision==0.20.1 --index-url https://download.pytorch.org/whl/cu124"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export NO_ALBUMENTATIONS_UPDATE=1
+export HF_HUB_OFFLINE=1
+export WANDB_MODE=disabled
+export PYTHONUNBUFFERED=1
+
+.PHONY: setup test test-slow test-gpu demo bench tables-synthetic simulations lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q -m "not slow and not gpu"
+
+test-slow: setup
+	$(PY) -m pytest -q -m "slow"
+
+test-gpu: setup
+	$(PY) -m pytest -q -m "gpu"
+
+demo: setup
+	$(PY) scripts/demo.py
+
+bench: setup
+	$(PY) scripts/bench_solvers.py
+
+tables-synthetic: setup
+	$(PY) scripts/make_synthetic_table.py
+
+simulations: setup
+	$(PY) scripts/simulations.py example1 --out results/simulations
+	$(PY) scripts/simulations.py example2 --out results/simulations
+
+lint: setup
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache

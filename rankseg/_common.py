@@ -1,0 +1,89 @@
+"""Row layout, memory-bounded chunking and mask building shared by the solvers.
+
+Every solver works on "rows": one row per (image, class) pair, holding that class's probabilities over all
+pixels of that image, i.e. a view of the input as (B * C, d) with d = prod(spatial shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+# Upper bound on the temporary memory one chunk of rows may use, in bytes; None = derived from the input.
+_CHUNK_BYTES: int | None = None
+_MIN_CHUNK_BYTES = 16 * 2**20
+
+
+@contextmanager
+def chunk_bytes(limit: int | None) -> Iterator[None]:
+    """Temporarily cap the working memory of one chunk of rows (tests force tiny chunks with it).
+
+    Args:
+        limit: bytes of temporary memory one chunk may use; ``None`` restores the default
+            (twice the input size, at least 16 MiB).
+    """
+    global _CHUNK_BYTES
+    old = _CHUNK_BYTES
+    _CHUNK_BYTES = limit
+    try:
+        yield
+    finally:
+        _CHUNK_BYTES = old
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float16/bfloat16 are promoted to float32; float32 and float64 keep their precision."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def as_rows(probs: torch.Tensor) -> torch.Tensor:
+    """(B, C, *S) -> (B * C, d) in the compute dtype (a view when possible; the input is never written)."""
+    d = 1
+    for size in probs.shape[2:]:
+        d *= size
+    rows = probs.reshape(probs.shape[0] * probs.shape[1], d)
+    return rows.to(compute_dtype(probs.dtype))
+
+
+def row_chunks(n_rows: int, bytes_per_row: int, input_bytes: int) -> Iterator[slice]:
+    """Slices of rows whose temporaries (``bytes_per_row`` each) fit the chunk budget.
+
+    The budget is twice the input size (at least 16 MiB) unless overridden with :func:`chunk_bytes`,
+    so the solvers' peak extra memory stays a small multiple of the input whatever its size.
+    """
+    budget = _CHUNK_BYTES if _CHUNK_BYTES is not None else max(2 * input_bytes, _MIN_CHUNK_BYTES)
+    step = max(1, int(budget // max(bytes_per_row, 1)))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
+def threshold_below(thr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Largest value of ``dtype`` that is <= thr (float64), so ``p > result`` equals ``p > thr`` exactly.
+
+    Comparing float32 data against a float64 threshold would otherwise upcast the whole tensor.
+    """
+    low = thr.to(dtype)
+    too_high = low.to(thr.dtype) > thr
+    return torch.where(too_high, torch.nextafter(low, torch.full_like(low, -float("inf"))), low)
+
+
+def topk_mask(order: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """Boolean mask selecting, in each row, the ``tau`` pixels listed first in ``order``.
+
+    Shape:
+        order: (R, d) int64 permutation of each row (e.g. indices of a descending sort).
+        tau: (R,) int64.
+        output: (R, d) bool.
+    """
+    ranks = torch.arange(order.shape[1], device=order.device)
+    keep = ranks.unsqueeze(0) < tau.unsqueeze(1)
+    return torch.zeros_like(keep).scatter_(1, order, keep)
+
+
+def prune_rows(rows: torch.Tensor, pruning_prob: float) -> torch.Tensor:
+    """Rows that are solved: max probability strictly above ``pruning_prob`` (0.8's rule: max <= p is skipped)."""
+    if rows.shape[1] == 0 or rows.shape[0] == 0:
+        return torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device)
+    return rows.amax(dim=1) > pruning_prob

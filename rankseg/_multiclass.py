@@ -1,0 +1,72 @@
+"""Turning per-class masks into one label map (0.0.8's overlap resolution, any solver's scores).
+
+Each class first solves its own binary problem. A pixel selected by exactly one class keeps it. A pixel selected
+by several classes goes to the one whose score rises most when the pixel is added to its uniquely-owned set
+(ties: lowest class index). A pixel selected by none goes, under ``unassigned_policy="max_score"``, to the active
+class (one that selected something in that image; every class if none did) with the largest increment, or gets
+``void_index`` under ``"void"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from rankseg._common import row_chunks
+
+# delta(p, image_index) -> increments: p is (n, C) probabilities of n pixels, image_index (n,) their image.
+DeltaFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def owned_stats(probs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per (image, class): size and probability mass of the uniquely-owned pixels, and the selection count.
+
+    Shape:
+        probs: (B, C, d) compute dtype.  masks: (B, C, d) bool.
+        output: tau (B, C) float64, mass (B, C) float64, count (B, d) int64.
+    """
+    count = masks.sum(1)
+    unique = masks & (count == 1).unsqueeze(1)
+    tau = unique.sum(2).to(torch.float64)
+    mass = torch.where(unique, probs, 0).sum(2, dtype=torch.float64)
+    return tau, mass, count
+
+
+def resolve(
+    probs: torch.Tensor,
+    masks: torch.Tensor,
+    count: torch.Tensor,
+    delta: DeltaFn,
+    unassigned_policy: str,
+    void_index: int,
+    delta_bytes_per_pixel: int,
+) -> torch.Tensor:
+    """Label map from per-class masks.
+
+    Shape:
+        probs: (B, C, d).  masks: (B, C, d) bool.  count: (B, d) number of classes selecting each pixel.
+        output: (B, d) int64.
+    """
+    n_img, n_cls, _ = masks.shape
+    labels = masks.to(torch.uint8).argmax(1)  # the owner where count == 1
+    if unassigned_policy == "void":
+        labels = torch.where(count == 0, torch.full_like(labels, void_index), labels)
+        need = count >= 2
+    else:
+        need = count != 1
+    img_idx, pix_idx = need.nonzero(as_tuple=True)
+    if img_idx.numel() == 0:
+        return labels
+    active = masks.any(2)
+    active = active | ~active.any(1, keepdim=True)  # an image with no active class: every class is eligible
+    input_bytes = probs.numel() * probs.element_size()
+    for sl in row_chunks(img_idx.numel(), n_cls * delta_bytes_per_pixel, input_bytes):
+        bi, pi = img_idx[sl], pix_idx[sl]
+        p = probs[bi, :, pi]  # (n, C)
+        sel = masks[bi, :, pi]
+        eligible = torch.where((count[bi, pi] >= 1).unsqueeze(1), sel, active[bi])
+        gain = delta(p, bi)
+        gain = torch.where(eligible, gain, torch.full_like(gain, -float("inf")))
+        labels[bi, pi] = gain.argmax(1)
+    return labels

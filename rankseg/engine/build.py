@@ -1,0 +1,140 @@
+"""Build experiment components from their Hydra config nodes (``_target_`` instantiation, no registries).
+
+Config nodes may carry metadata next to the constructor arguments (``name``, ``backbone_prefixes``,
+``proper``, ``activation``); :func:`instantiate_component` drops those the target does not accept.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from rankseg.models.weights import check_pretrained_weights
+from rankseg.predict import PredictionRule
+
+META_KEYS = ("name", "backbone_prefixes", "proper", "activation")
+
+
+def _as_dict(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
+
+def instantiate_component(cfg: DictConfig | Mapping[str, Any], **overrides: Any) -> Any:
+    """``hydra.utils.instantiate`` after removing metadata keys that the ``_target_`` does not take."""
+    node = _as_dict(cfg)
+    node.update(overrides)
+    target = get_object(node["_target_"])
+    params = inspect.signature(target).parameters
+    for key in META_KEYS:
+        # Checked against named parameters only: smp models swallow **kwargs (forwarding them to the encoder).
+        if key in node and key not in params:
+            node.pop(key)
+    return _instantiate(node)
+
+
+def _instantiate(node: DictConfig | dict[str, Any]) -> Any:
+    """``hydra.utils.instantiate``, but setup errors (missing data or weights) surface as themselves instead
+    of wrapped in ``InstantiationException``, so the entrypoints can report them in one line."""
+    from rankseg.engine import user_errors
+
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as err:
+        if isinstance(err.__cause__, user_errors()):
+            raise err.__cause__ from None
+        raise
+
+
+def build_dataset(dataset_cfg: DictConfig, split: str) -> torch.utils.data.Dataset:
+    """Instantiate ``dataset_cfg[split]`` (``train`` or ``val``)."""
+    return _instantiate(dataset_cfg[split])
+
+
+def build_model(model_cfg: DictConfig | Mapping[str, Any], pretrained: bool = True) -> nn.Module:
+    """Instantiate a segmentation network; ImageNet weights must already be cached (see
+    :func:`rankseg.models.check_pretrained_weights`). ``pretrained=False`` forces ``encoder_weights=None``
+    (evaluation, where a checkpoint supplies every weight)."""
+    node = _as_dict(model_cfg)
+    if not pretrained:
+        node["encoder_weights"] = None
+    source = "torchvision" if node["_target_"].endswith("FCN8s") else "smp"
+    check_pretrained_weights(node.get("encoder_name", ""), node.get("encoder_weights"), source=source)
+    return instantiate_component(node)
+
+
+def build_loss(loss_cfg: DictConfig | Mapping[str, Any]) -> nn.Module:
+    """Instantiate a training loss ``loss(logits, target)``."""
+    return instantiate_component(loss_cfg)
+
+
+def build_rules(predict_cfg: DictConfig | Mapping[str, Any]) -> dict[str, PredictionRule]:
+    """Instantiate the prediction rules of the ``predict`` group, keyed by rule name (config order)."""
+    return {str(name): instantiate_component(node) for name, node in _as_dict(predict_cfg).items()}
+
+
+def param_groups(
+    model: nn.Module, backbone_prefixes: list[str] | tuple[str, ...], lr: float, backbone_mult: float
+):
+    """SGD parameter groups: backbone parameters (name starts with one of ``backbone_prefixes``) at
+    ``lr * backbone_mult``, the rest at ``lr``; frozen parameters are left out."""
+    backbone, head = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (backbone if name.startswith(tuple(backbone_prefixes)) else head).append(param)
+    groups = [
+        {"params": head, "lr": lr, "name": "head"},
+        {"params": backbone, "lr": lr * backbone_mult, "name": "backbone"},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
+def seed_worker(_: int) -> None:
+    """DataLoader ``worker_init_fn``: derive NumPy/Python seeds (used by albumentations) from torch's."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A shuffled order that depends only on ``(seed, epoch)``, started at ``start``: a resumed run continues
+    the interrupted epoch on exactly the samples it had not seen, without loading the others."""
+
+    def __init__(self, num_samples: int, seed: int, epoch: int, start: int = 0) -> None:
+        self.num_samples, self.seed, self.epoch, self.start = num_samples, seed, epoch, start
+
+    def _order(self) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.num_samples, generator=gen)[self.start :]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._order().tolist())
+
+    def __len__(self) -> int:
+        return max(self.num_samples - self.start, 0)

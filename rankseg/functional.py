@@ -1,0 +1,107 @@
+"""Functional interface: ``rankseg(probs, ...)``, the drop-in for ``rankseg.functional.rankseg`` of 0.0.8."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from rankseg import _exact, _multiclass, _rma
+from rankseg._common import as_rows, prune_rows
+from rankseg._validation import (
+    check_eps,
+    check_policy,
+    check_prob_values,
+    check_safe_screening,
+    validate_call,
+)
+
+__all__ = ["rankseg"]
+
+_ARGMAX_MULTILABEL_WARNING = (
+    "The argmax solver returns non-overlapping one-hot masks in multilabel tensor format. Use the TR solver "
+    "for per-class masks that may overlap."
+)
+
+
+@torch.no_grad()
+def rankseg(
+    probs: torch.Tensor,
+    metric: str = "dice",
+    smooth: float = 0.0,
+    output_mode: str = "multiclass",
+    solver: str = "RMA",
+    pruning_prob: float = 0.5,
+    **solver_params: Any,
+) -> torch.Tensor:
+    """Segmentation masks that maximise the expected Dice, IoU or accuracy under ``probs``.
+
+    Args:
+        probs: per-pixel probabilities (B, C, *spatial) with at least one spatial dim; float16, bfloat16,
+            float32 or float64 (half types are computed in float32). Softmax outputs for multiclass use,
+            sigmoid outputs for multilabel use. Not modified.
+        metric: "dice", "iou", or "acc"/"accuracy" (case and surrounding spaces ignored).
+        smooth: smoothing s >= 0 of the target metric (ignored for accuracy).
+        output_mode: "multiclass" (one label per pixel) or "multilabel" (one mask per class).
+        solver: "RMA" (default; Dice and IoU), "BA", "TRNA", "BA+TRNA" (Dice, multilabel), "exact" (Dice and
+            IoU, both modes: maximises the exact expected score), "TR" or "argmax" (accuracy).
+        pruning_prob: a class whose largest probability in an image is <= this gets an empty mask
+            (ignored for accuracy).
+        **solver_params: RMA: ``safe_screening`` (accepted, not needed); RMA/exact multiclass:
+            ``unassigned_policy`` ("max_score" or "void") and ``void_index`` (int, default 255);
+            BA/TRNA/BA+TRNA: ``eps`` (default 1e-4).
+
+    Returns:
+        multilabel: bool (B, C, *spatial); multiclass: int64 (B, *spatial); on the input's device.
+
+    Raises:
+        TypeError, ValueError: with the messages of rankseg 0.0.8 (see docs/api.md).
+    """
+    call = validate_call(probs, metric, smooth, output_mode, solver, pruning_prob, solver_params)
+    params = call.params
+    if call.solver in ("ba", "trna", "ba+trna"):
+        eps = check_eps(params.get("eps", 1e-4))
+        check_prob_values(probs)
+        from rankseg._ba import rankdice_ba
+
+        return rankdice_ba(probs, solver=call.solver, smooth=call.smooth, eps=eps, pruning_prob=call.pruning_prob)
+
+    check_prob_values(probs)
+    if call.metric == "accuracy":
+        return _accuracy(probs, call.solver, call.output_mode)
+
+    policy, void_index = "max_score", 255
+    if call.solver == "rma":
+        check_safe_screening(params.get("safe_screening", False))
+    if call.output_mode == "multiclass":
+        policy, void_index = check_policy(
+            params.get("unassigned_policy", "max_score"), params.get("void_index", 255), probs.shape[1]
+        )
+    if call.solver == "rma":
+        return _rma._rma(probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index)
+    return _exact_solve(probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index)
+
+
+def _accuracy(probs: torch.Tensor, solver: str, output_mode: str) -> torch.Tensor:
+    if solver == "tr":
+        return probs > 0.5
+    labels = probs.argmax(1)
+    if output_mode == "multiclass":
+        return labels
+    warnings.warn(_ARGMAX_MULTILABEL_WARNING, UserWarning, stacklevel=3)
+    classes = torch.arange(probs.shape[1], device=probs.device).view(1, -1, *([1] * (probs.ndim - 2)))
+    return labels.unsqueeze(1) == classes
+
+
+def _exact_solve(probs, metric, smooth, output_mode, pruning_prob, policy, void_index) -> torch.Tensor:
+    n_img, n_cls = probs.shape[:2]
+    rows = as_rows(probs)
+    masks = _exact.exact_row_masks(rows, metric, smooth, prune_rows(rows, pruning_prob))
+    if output_mode == "multilabel":
+        return masks.reshape(probs.shape)
+    flat = rows.reshape(n_img, n_cls, rows.shape[1])
+    masks = masks.reshape(n_img, n_cls, rows.shape[1])
+    count, delta = _exact.exact_delta(flat, masks, metric, smooth)
+    labels = _multiclass.resolve(flat, masks, count, delta, policy, void_index, 8 * 400)
+    return labels.reshape((n_img,) + tuple(probs.shape[2:]))

@@ -1,0 +1,226 @@
+"""Segmentation metrics: per-image, per-class confusion counts and the scores derived from them.
+
+Torch-only (no Hydra, no smp), so the solver tests and notebooks can import it cheaply.
+
+Conventions, defined here and nowhere else:
+
+* **Ignore index** (:data:`IGNORE_INDEX`, 255): pixels whose ground truth equals it are excluded from every
+  count. With ``reference_ignore=True`` they are *not* excluded and count as background for every class, which
+  is what the reference code (``PS/utils/metrics.py``) does; use it only to compare with the published tables.
+* **Empty-class rule** (:func:`scores_from_stats`): a class that is empty in both prediction and ground truth
+  of an image (``tp + fp + fn == 0``) scores NaN and is left out of every nanmean. It is neither 1 nor 0.
+  The reference adds 1e-5 to the denominators; we do not, which changes scores by less than 1e-5 per image.
+
+Aggregation (:func:`aggregate`) reports two conventions side by side:
+
+* the paper's (Appendix A): per image, the nanmean over the classes of interest; then the nanmean over
+  images (images whose classes of interest are all NaN drop out). Per-class columns are nanmeans over images
+  and cover all classes.
+* the dataset-level one (mmseg): counts summed over the whole split, one Dice/IoU per class, then the nanmean
+  over the classes of interest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "IGNORE_INDEX",
+    "MetricAccumulator",
+    "aggregate",
+    "confusion_stats",
+    "per_image_scores",
+    "scores_from_stats",
+]
+
+IGNORE_INDEX = 255
+
+
+def confusion_stats(
+    pred: Tensor,
+    target: Tensor,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    reference_ignore: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Count true positives, false positives and false negatives per image and class.
+
+    Args:
+        pred: a label map (integer, shape (B, *S)) or per-class masks (bool or {0,1} integer, shape
+            (B, C, *S)); masks may overlap or leave pixels without a class (threshold and one-vs-rest rules).
+        target: ground-truth label map; values in [0, num_classes) or ``ignore_index``.
+        num_classes: C.
+        ignore_index: ground-truth value that marks unlabelled pixels.
+        reference_ignore: if True, do not mask ignored pixels: they are background for every class, so any
+            prediction there is a false positive (the reference implementation's behaviour).
+
+    Returns:
+        ``(tp, fp, fn)``, int64 tensors on ``target``'s device.
+
+    Shape:
+        - pred: (B, *S) or (B, C, *S)
+        - target: (B, *S)
+        - outputs: (B, C) each
+    """
+    batch = target.shape[0]
+    is_masks = pred.dim() == target.dim() + 1
+    target = target.reshape(batch, -1).long()
+    valid = torch.ones_like(target, dtype=torch.bool) if reference_ignore else target != ignore_index
+    if is_masks:
+        if pred.shape[:2] != (batch, num_classes) or pred[0, 0].numel() != target.shape[1]:
+            raise ValueError(
+                f"masks must have shape (B={batch}, C={num_classes}, *S); got {tuple(pred.shape)}"
+            )
+        masks = pred.reshape(batch, num_classes, -1).bool()
+        # (B, C, N) one-hot of the ground truth; ignore pixels (255) match no class.
+        classes = torch.arange(num_classes, device=target.device).view(1, -1, 1)
+        truth = target.unsqueeze(1) == classes
+        masks = masks & valid.unsqueeze(1)
+        tp = (masks & truth).sum(-1)
+        fp = (masks & ~truth).sum(-1)
+        fn = (~masks & truth & valid.unsqueeze(1)).sum(-1)
+        return tp, fp, fn
+
+    labels = pred.reshape(batch, -1).long()
+    if labels.shape != target.shape:
+        raise ValueError(
+            f"pred must be a label map (B,*S) or masks (B,C,*S) matching target {tuple(target.shape)}; "
+            f"got {tuple(pred.shape)}"
+        )
+    # One bincount over (image, true class, predicted class) gives every per-image confusion matrix at once.
+    # Ignore pixels get an extra "class" C so they can be dropped afterwards without boolean indexing.
+    size = num_classes + 1
+    true_idx = torch.where(valid & (target < num_classes), target, num_classes)
+    pred_idx = torch.where(valid, labels.clamp(0, num_classes), num_classes)
+    offsets = torch.arange(batch, device=target.device).view(-1, 1) * size * size
+    flat = (offsets + true_idx * size + pred_idx).reshape(-1)
+    conf = torch.bincount(flat, minlength=batch * size * size).view(batch, size, size)
+    tp = conf.diagonal(dim1=1, dim2=2)[:, :num_classes]
+    # Predictions on pixels whose truth is "none of the classes" (reference_ignore) are false positives.
+    fp = conf[:, :, :num_classes].sum(1) - tp
+    fn = conf[:, :num_classes, :].sum(2) - tp
+    return tp, fp, fn
+
+
+def scores_from_stats(tp: Tensor, fp: Tensor, fn: Tensor) -> tuple[Tensor, Tensor]:
+    """Dice and IoU from counts; NaN where the class is empty in both prediction and truth.
+
+    Shape:
+        - tp, fp, fn: any shape, identical
+        - outputs: same shape, float64
+    """
+    tp, fp, fn = tp.double(), fp.double(), fn.double()
+    union = tp + fp + fn
+    nan = torch.full_like(union, float("nan"))
+    empty = union == 0
+    iou = torch.where(empty, nan, tp / union.clamp_min(1))
+    dice = torch.where(empty, nan, 2 * tp / (2 * tp + fp + fn).clamp_min(1))
+    return dice, iou
+
+
+def per_image_scores(
+    pred: Tensor,
+    target: Tensor,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    reference_ignore: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Per-image, per-class Dice and IoU (see :func:`confusion_stats` for the arguments).
+
+    Returns:
+        ``(dice, iou)``, float tensors with NaN for classes empty in both prediction and truth.
+
+    Shape:
+        - outputs: (B, C) each
+    """
+    return scores_from_stats(*confusion_stats(pred, target, num_classes, ignore_index, reference_ignore))
+
+
+def _coi_index(num_classes: int, classes_of_interest: Sequence[int] | str | None) -> list[int]:
+    if classes_of_interest is None or classes_of_interest == "all":
+        return list(range(num_classes))
+    return [int(k) for k in classes_of_interest]
+
+
+def aggregate(
+    tp: Tensor, fp: Tensor, fn: Tensor, classes_of_interest: Sequence[int] | str | None = None
+) -> dict[str, float | list[float]]:
+    """Dataset scores from per-image counts, under both conventions (see the module docstring).
+
+    Args:
+        tp, fp, fn: per-image counts from :func:`confusion_stats`, concatenated over the split.
+        classes_of_interest: class indices averaged into the means; ``None`` or ``"all"`` for every class.
+
+    Returns:
+        ``mdice``, ``miou`` (paper: mean over images of the per-image mean over classes of interest);
+        ``class_dice``, ``class_iou`` (per class, mean over images, all classes);
+        ``dataset_dice``, ``dataset_iou`` (mmseg: from counts summed over images, mean over classes of
+        interest); ``class_dataset_dice``, ``class_dataset_iou``; ``num_images``. NaN where undefined.
+
+    Shape:
+        - tp, fp, fn: (N, C)
+    """
+    num_classes = tp.shape[1]
+    coi = _coi_index(num_classes, classes_of_interest)
+    dice, iou = scores_from_stats(tp, fp, fn)
+    total_dice, total_iou = scores_from_stats(tp.sum(0), fp.sum(0), fn.sum(0))
+
+    def _mean(x: Tensor) -> float:
+        return float(torch.nanmean(x)) if x.numel() else float("nan")
+
+    return {
+        "mdice": _mean(torch.nanmean(dice[:, coi], dim=1)),
+        "miou": _mean(torch.nanmean(iou[:, coi], dim=1)),
+        "dataset_dice": _mean(total_dice[coi]),
+        "dataset_iou": _mean(total_iou[coi]),
+        "class_dice": torch.nanmean(dice, dim=0).tolist(),
+        "class_iou": torch.nanmean(iou, dim=0).tolist(),
+        "class_dataset_dice": total_dice.tolist(),
+        "class_dataset_iou": total_iou.tolist(),
+        "num_images": int(tp.shape[0]),
+    }
+
+
+class MetricAccumulator:
+    """Collects per-image counts batch by batch, on the device, and aggregates them at the end.
+
+    Args:
+        num_classes: C.
+        classes_of_interest: passed to :func:`aggregate`.
+        ignore_index: see :func:`confusion_stats`.
+        reference_ignore: see :func:`confusion_stats`.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        classes_of_interest: Sequence[int] | str | None = None,
+        ignore_index: int = IGNORE_INDEX,
+        reference_ignore: bool = False,
+    ) -> None:
+        self.num_classes = num_classes
+        self.classes_of_interest = classes_of_interest
+        self.ignore_index = ignore_index
+        self.reference_ignore = reference_ignore
+        self._stats: list[tuple[Tensor, Tensor, Tensor]] = []
+
+    def update(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Add one batch; returns its counts."""
+        stats = confusion_stats(pred, target, self.num_classes, self.ignore_index, self.reference_ignore)
+        self._stats.append(stats)
+        return stats
+
+    def counts(self) -> tuple[Tensor, Tensor, Tensor]:
+        """All counts so far, concatenated over images (on CPU)."""
+        if not self._stats:
+            empty = torch.zeros(0, self.num_classes, dtype=torch.long)
+            return empty, empty, empty
+        tp, fp, fn = (torch.cat([s[i] for s in self._stats]).cpu() for i in range(3))
+        return tp, fp, fn
+
+    def compute(self) -> dict[str, float | list[float]]:
+        """Aggregated scores (see :func:`aggregate`)."""
+        return aggregate(*self.counts(), classes_of_interest=self.classes_of_interest)

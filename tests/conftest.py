@@ -1,0 +1,35 @@
+"""Shared test setup: offline, quiet, two CPU threads, and a Hydra compose helper for the configs."""
+
+from __future__ import annotations
+
+import os
+
+# Set before anything imports wandb, huggingface_hub or albumentations: tests never touch the network.
+os.environ["WANDB_MODE"] = "disabled"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
+
+from collections.abc import Callable, Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
+
+
+def compose_config(config_name: str, overrides: Sequence[str] = ()):
+    """Compose ``configs/<config_name>.yaml`` with Hydra's compose API (no run directory, no chdir)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def compose() -> Callable:
+    """The :func:`compose_config` helper as a fixture."""
+    return compose_config

@@ -1,0 +1,132 @@
+"""Configs as data: every dataset x model x loss x predict combination composes, resolves and instantiates
+offline, and the instantiated pieces run on tiny tensors. Models are built once per (dataset, model) with a
+light encoder and ``encoder_weights=null``; rules run once per (dataset, activation)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import get_object
+from omegaconf import OmegaConf
+
+from rankseg.engine.build import build_loss, build_model, build_rules, param_groups
+from rankseg.engine.train import model_logits
+from rankseg.metrics import confusion_stats
+from rankseg.models import MissingWeightsError
+from rankseg.predict import probabilities
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+DATASETS = _options("dataset")
+MODELS = _options("model")
+LOSSES = _options("loss")
+RULES = _options("predict")
+LIGHT = {  # light variants of each model, same code path
+    "deeplabv3plus": ["model.encoder_name=mobilenet_v2"],
+    "pspnet": ["model.encoder_name=mobilenet_v2"],
+    "fcn8": ["model.encoder_name=vgg11", "model.fc_channels=32"],
+}
+
+
+def test_groups_are_complete():
+    assert {"deeplabv3plus", "pspnet", "fcn8"} <= set(MODELS)
+    assert {"ce", "focal", "bce", "soft_dice", "b_soft_dice", "lovasz_softmax"} <= set(LOSSES)
+    assert {"threshold", "argmax", "rankdice", "rma", "rankiou", "exact"} <= set(RULES)
+    assert {"synthetic", "cityscapes", "voc2012", "kvasir_seg"} <= set(DATASETS)
+    assert set(LIGHT) == set(MODELS)
+
+
+def test_defaults(compose):
+    train = compose("train")
+    assert (train.dataset.name, train.model.name, train.loss.name) == ("synthetic", "deeplabv3plus", "ce")
+    assert train.model.encoder_output_stride == 16 and train.model.encoder_name == "resnet101"
+    opt = train.optimizer
+    assert (opt.lr, opt.momentum, opt.weight_decay, opt.backbone_lr_mult) == (0.01, 0.9, 1e-4, 0.1)
+    assert train.ckpt_path.endswith("synthetic/deeplabv3plus/ce/last.pt")
+    evaluate = compose("evaluate")
+    assert list(evaluate.predict) == ["threshold", "argmax", "rankdice"]
+    assert evaluate.predict.rankdice.solver == "BA" and evaluate.predict.rankdice.output_mode == "multilabel"
+    assert compose("evaluate", ["predict=[rma]"]).predict.rma.output_mode == "multiclass"
+    assert compose("train", ["logger=wandb"]).logger.mode == "offline"
+    assert compose("train", ["model=pspnet"]).model.encoder_name == "resnet50"
+    assert compose("train", ["model=fcn8"]).model.encoder_name == "vgg16"
+
+
+@pytest.mark.filterwarnings(r"ignore:\s*.hydra/launcher/submitit_slurm. is validated")
+def test_slurm_launcher_composes():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", ["hydra/launcher=submitit_slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert "partition" in launcher and launcher.gpus_per_node == 1 and launcher.timeout_min > 0
+    get_object(launcher._target_)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_imagenet_weights_missing_gives_one_clear_message(compose, model):
+    cfg = compose("train", [f"model={model}", "model.encoder_weights=imagenet"])
+    try:
+        build_model(cfg.model)
+    except MissingWeightsError as err:
+        msg = str(err)
+        assert "expected" in msg and "model.encoder_weights=null" in msg
+    else:  # pragma: no cover - only where the weights are cached
+        pytest.skip("ImageNet weights are cached on this machine")
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_every_combination(compose, dataset, tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 3, 64, 64, generator=gen)
+    outputs = {}
+    for model in MODELS:
+        base = [f"dataset={dataset}", f"model={model}", "model.encoder_weights=null", *LIGHT[model]]
+        base.append(f"paths.data_dir={tmp_path}")
+        for loss in LOSSES:
+            # the evaluate config holds all four groups (dataset, model, loss, every predict rule)
+            cfg = compose("evaluate", [*base, f"loss={loss}", f"predict=[{','.join(RULES)}]"])
+            OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+            num_classes = int(cfg.dataset.num_classes)
+            assert len(cfg.dataset.class_names) == num_classes
+            assert list(cfg.predict) == RULES
+            if model not in outputs:
+                train_cfg = compose("train", base)
+                OmegaConf.to_container(train_cfg, resolve=True)
+                get_object(train_cfg.dataset.train._target_)
+                get_object(train_cfg.dataset.val._target_)
+                net = build_model(train_cfg.model).eval()
+                groups = param_groups(net, list(train_cfg.model.backbone_prefixes), 0.01, 0.1)
+                lrs = {g["name"]: g["lr"] for g in groups}
+                assert lrs["backbone"] == pytest.approx(0.001)
+                assert lrs.get("head", 0.01) == pytest.approx(0.01)
+                with torch.no_grad():
+                    outputs[model] = model_logits(net(x))
+                assert outputs[model].shape == (1, num_classes, 64, 64)
+            loss_fn = build_loss(cfg.loss)
+            target = torch.randint(0, num_classes, (1, 64, 64), generator=gen)
+            target[:, :4] = int(cfg.dataset.ignore_index)
+            value = loss_fn(outputs[model], target)
+            assert value.ndim == 0 and torch.isfinite(value), (dataset, model, loss)
+    # every rule, for both activations, on a small probability map
+    rules = build_rules(compose("evaluate", [f"dataset={dataset}", f"predict=[{','.join(RULES)}]"]).predict)
+    assert list(rules) == RULES
+    num_classes = outputs[MODELS[0]].shape[1]
+    logits = torch.cat([outputs[m] for m in MODELS[:2]])[:, :, :12, :12]
+    target = torch.randint(0, num_classes, (2, 12, 12), generator=gen)
+    for activation in ("softmax", "sigmoid"):
+        probs = probabilities(logits, activation)
+        for name, rule in rules.items():
+            pred = rule(probs)
+            if pred.dim() == 3:
+                assert pred.shape == (2, 12, 12) and pred.dtype == torch.int64, name
+            else:
+                assert pred.shape == (2, num_classes, 12, 12) and pred.dtype == torch.bool, name
+            tp, fp, fn = confusion_stats(pred, target, num_classes)
+            assert tp.shape == (2, num_classes)
