@@ -193,27 +193,36 @@ def _tail_log_g(tail: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _bounds(vals: torch.Tensor, metric: str, smooth: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lower and upper bounds of the exact score for tau = 1..d (rows sorted descending).
+    """First and last tau (>= 1) that can be optimal, per row (rows sorted descending, float64).
 
-    Returns the best lower bound per row (tau = 0 included) and the largest tau whose upper bound reaches it.
+    Lower bound (Jensen): E[1/(a + X)] >= 1/(a + E X), which makes the RMA score a lower bound of the exact
+    score at every tau. Upper bound: 1/(a+X) = 1/(a+m) - (X-m)/(a+m)^2 + (X-m)^2/((a+m)^2 (a+X)) gives
+    E[1/(a + X)] <= 1/(a + m) + Var X / (a (a + m)^2). A tau whose upper bound is below the best lower bound
+    (tau = 0 included) cannot be optimal. Rows with no candidate get first = 1, last = 0.
     """
     s = smooth
     cums = vals.cumsum(1)
     mu = cums[:, -1:]
     var = (vals * (1 - vals)).sum(1, keepdim=True)
     tau = torch.arange(1, vals.shape[1] + 1, device=vals.device, dtype=_F64).unsqueeze(0)
+
+    def recip_upper(a: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return 1 / (a + m) + var / (a * (a + m) ** 2)
+
     if metric == "dice":
+        # Gamma_-j has mean >= mu - 1 and variance <= var; the bound is decreasing in m.
         lower = 2 * cums / (tau + 1 + s + mu) + s / (tau + s + mu)
-        upper = 2 * cums * (1 / (tau + s + mu) + var / (tau + 1 + s) ** 3)
-        upper = upper + s * (1 / (tau + s + mu) + var / (tau + s) ** 3)
+        upper = 2 * cums * recip_upper(tau + 1 + s, (mu - 1).clamp_min(0)) + s * recip_upper(tau + s, mu)
     else:
-        lower = (cums + s) / (tau + s + mu - cums)
-        upper = (cums + s) * (1 / (tau + s + mu - cums) + var / (tau + s) ** 3)
+        m = (mu - cums).clamp_min(0)
+        lower = (cums + s) / (tau + s + m)
+        upper = (cums + s) * recip_upper(tau + s, m)
     lower0 = s / (s + mu.squeeze(1)) if s > 0 else torch.zeros_like(mu.squeeze(1))
     best = torch.maximum(lower.amax(1), lower0)
     ok = upper >= best.unsqueeze(1) * (1 - 1e-9)
     last = torch.where(ok, tau, torch.zeros_like(tau)).amax(1)
-    return best, last.to(torch.int64)
+    first = torch.where(ok, tau, torch.full_like(tau, float(vals.shape[1] + 1))).amin(1)
+    return first.clamp_max(vals.shape[1]).to(torch.int64), last.to(torch.int64)
 
 
 def _exact_tau(vals: torch.Tensor, metric: str, smooth: float) -> torch.Tensor:
@@ -224,17 +233,19 @@ def _exact_tau(vals: torch.Tensor, metric: str, smooth: float) -> torch.Tensor:
     """
     s = smooth
     r, d = vals.shape
-    _, last = _bounds(vals, metric, smooth)
-    width = int(last.max()) if r else 0
-    # Prefix handled directly: the window, plus every probability too large for the power series.
+    first, last = _bounds(vals, metric, smooth)
+    hi = int(last.max()) if r else 0
+    lo = min(int(first.min()), hi) if hi > 0 else 1  # scores are computed for tau in [lo, hi]
+    width = hi - lo + 1 if hi > 0 else 0
+    # Prefix handled directly: up to the window's end, plus every probability too large for the power series.
     n_big = int((vals > _SERIES_MAX_P).sum(1).max()) if r else 0
-    pre = max(width, n_big)
+    pre = max(hi, n_big)
     top, tail = vals[:, :pre], vals[:, pre:]
     t, w = nodes(d, vals.sum(1), s, 1 + s)
     emt = torch.exp(-t)
     log_g = _tail_log_g(tail, -torch.expm1(-t))
     log_p0 = torch.log1p(-vals).sum(1)
-    tau = torch.arange(1, width + 1, device=vals.device, dtype=_F64).unsqueeze(0)
+    tau = torch.arange(lo, lo + width, device=vals.device, dtype=_F64).unsqueeze(0)
     score = torch.zeros(r, width, dtype=_F64, device=vals.device)
     for k in range(t.shape[1]):  # quadrature nodes; each step is vectorised over rows and tau
         tk, wk = t[:, k : k + 1], w[:, k : k + 1]
@@ -244,14 +255,15 @@ def _exact_tau(vals: torch.Tensor, metric: str, smooth: float) -> torch.Tensor:
             continue
         lgk = log_g[:, k : k + 1]
         if metric == "dice":
-            hk = (top[:, :width] / _one_minus_py(top[:, :width], emt[:, k : k + 1])).cumsum(1)
+            hk = (top[:, :hi] / _one_minus_py(top[:, :hi], emt[:, k : k + 1])).cumsum(1)[:, lo - 1 :]
             score += wk * torch.exp(lgk - (tau + 1 + s) * tk) * (2 * hk + s * torch.exp(tk))
         else:
-            score += wk * torch.exp(lgk - lg[:, :width].cumsum(1) - (tau + s) * tk)
+            score += wk * torch.exp(lgk - lg[:, :hi].cumsum(1)[:, lo - 1 :] - (tau + s) * tk)
     if metric == "iou":
-        score = score * (top[:, :width].cumsum(1) + s)
+        score = score * (top[:, :hi].cumsum(1)[:, lo - 1 :] + s)
     empty = _empty_score(w, t, log_g, log_p0, s).unsqueeze(1)
-    return torch.cat([empty, score], 1).argmax(1)
+    best = torch.cat([empty, score], 1).argmax(1)
+    return torch.where(best > 0, best + lo - 1, best)
 
 
 def exact_row_masks(rows: torch.Tensor, metric: str, smooth: float, solve: torch.Tensor) -> torch.Tensor:

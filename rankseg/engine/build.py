@@ -70,8 +70,18 @@ def build_model(model_cfg: DictConfig | Mapping[str, Any], pretrained: bool = Tr
     if not pretrained:
         node["encoder_weights"] = None
     source = "torchvision" if node["_target_"].endswith("FCN8s") else "smp"
-    check_pretrained_weights(node.get("encoder_name", ""), node.get("encoder_weights"), source=source)
-    return instantiate_component(node)
+    weights = check_pretrained_weights(
+        node.get("encoder_name", ""), node.get("encoder_weights"), source=source
+    )
+    if source == "torchvision" or weights is None:
+        return instantiate_component(node)
+    # smp would resolve the same file through huggingface_hub, which may query the network unless
+    # HF_HUB_OFFLINE is set; loading the checked local file ourselves guarantees no network access.
+    from safetensors.torch import load_file
+
+    model = instantiate_component(node, encoder_weights=None)
+    model.encoder.load_state_dict(load_file(weights, device="cpu"))
+    return model
 
 
 def build_loss(loss_cfg: DictConfig | Mapping[str, Any]) -> nn.Module:

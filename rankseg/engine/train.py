@@ -95,6 +95,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     seed_everything(int(cfg.seed))
     train_set = build_dataset(cfg.dataset, "train")
     batch_size = int(cfg.batch_size)
+    if len(train_set) == 0:
+        raise ValueError(f"the train split of dataset {cfg.dataset.name!r} is empty")
     # drop_last avoids a batch of one, which BatchNorm cannot normalise; tiny datasets keep their only batch.
     drop_last = len(train_set) > batch_size
     iters_per_epoch = len(train_set) // batch_size if drop_last else 1

@@ -41,7 +41,9 @@ def _smp_weights(encoder_name: str, weights: str) -> tuple[str, str | None] | No
     return settings["repo_id"], settings.get("revision")
 
 
-def check_pretrained_weights(encoder_name: str, encoder_weights: str | None, source: str = "smp") -> None:
+def check_pretrained_weights(
+    encoder_name: str, encoder_weights: str | None, source: str = "smp"
+) -> Path | None:
     """Raise :class:`MissingWeightsError` unless the requested weights are already cached locally.
 
     Args:
@@ -49,9 +51,12 @@ def check_pretrained_weights(encoder_name: str, encoder_weights: str | None, sou
             ``source="torchvision"``.
         encoder_weights: ``None`` (random init, always fine) or a weights tag such as ``imagenet``.
         source: ``"smp"`` (Hugging Face hub cache) or ``"torchvision"`` (torch hub cache).
+
+    Returns:
+        The local weights file, or None when ``encoder_weights`` is None.
     """
     if encoder_weights is None:
-        return
+        return None
     hint = "or train from scratch with `model.encoder_weights=null`."
     if source == "torchvision":
         path = torchvision_weights_path(encoder_name)
@@ -62,7 +67,7 @@ def check_pretrained_weights(encoder_name: str, encoder_weights: str | None, sou
                 f'`python -c "import torchvision; {call}"` on a machine with network access '
                 f"(or copy the file there; TORCH_HOME moves the cache), {hint}"
             )
-        return
+        return path
     if encoder_name.startswith("tu-"):
         raise MissingWeightsError(
             f"timm encoder {encoder_name!r} with pretrained weights may need the network; pre-download "
@@ -88,3 +93,4 @@ def check_pretrained_weights(encoder_name: str, encoder_weights: str | None, sou
             f"Download them once with `HF_HUB_OFFLINE=0 hf download {repo_id}"
             f"{' --revision ' + revision if revision else ''}` on a machine with network access, {hint}"
         )
+    return Path(found[1])

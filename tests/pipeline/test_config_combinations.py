@@ -130,3 +130,21 @@ def test_every_combination(compose, dataset, tmp_path):
                 assert pred.shape == (2, num_classes, 12, 12) and pred.dtype == torch.bool, name
             tp, fp, fn = confusion_stats(pred, target, num_classes)
             assert tp.shape == (2, num_classes)
+
+
+def test_cached_imagenet_weights_are_loaded_without_the_hub(compose, tmp_path, monkeypatch):
+    import huggingface_hub
+    from safetensors.torch import save_file
+    from segmentation_models_pytorch.encoders import get_encoder
+
+    reference = get_encoder("mobilenet_v2", weights=None).state_dict()
+    save_file({k: v.contiguous() for k, v in reference.items()}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setattr(
+        huggingface_hub, "try_to_load_from_cache", lambda repo, name, **_: str(tmp_path / name)
+    )
+    cfg = compose("train", ["model.encoder_name=mobilenet_v2", "model.encoder_weights=imagenet"])
+    net = build_model(cfg.model)
+    for key, value in net.encoder.state_dict().items():
+        if key in reference and not key.endswith("num_batches_tracked"):
+            torch.testing.assert_close(value, reference[key], msg=key)
