@@ -10,7 +10,7 @@ With G(t) = prod_i (1 - p_i y), y = 1 - e^(-t), and E[1/(a + X)] = int e^(-a t) 
 (see :mod:`rankseg._quadrature`):
 
     E[Dice_s(A)] = 2 int e^(-(tau+1+s) t) G(t) H_A(t) dt + s int e^(-(tau+s) t) G(t) dt,
-                   H_A(t) = sum_{j in A} p_j / (1 - p_j y)            (E[Y_j / (c + Gamma)] = p_j E[1/(c + 1 + Gamma_-j)])
+                   H_A(t) = sum_{j in A} p_j / (1 - p_j y)   (as E[Y_j / (c + Gamma)] = p_j E[1/(c + 1 + Gamma_-j)])
     E[IoU_s(A)]  = (S_A + s) int e^(-(tau+s) t) Q_A(t) dt,  Q_A(t) = prod_{i not in A} (1 - p_i y)
                    (TP and FN are independent)
 
@@ -115,8 +115,10 @@ def _masks_from_preds(preds: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         raise TypeError("preds must be a torch.Tensor")
     if tuple(preds.shape) == tuple(shape):
         if preds.dtype != torch.bool:
-            raise TypeError("preds with shape (B, C, *spatial) must be bool masks; pass a label map (B, *spatial) "
-                            "for class indices")
+            raise TypeError(
+                "preds with shape (B, C, *spatial) must be bool masks; pass a label map (B, *spatial) "
+                "for class indices"
+            )
         return preds
     if tuple(preds.shape) == (n_img,) + tuple(shape[2:]):
         if preds.dtype.is_floating_point or preds.dtype.is_complex or preds.dtype == torch.bool:

@@ -239,7 +239,9 @@ def rankseg_rma(
     if unassigned_policy == "void" and output_mode != "multiclass":
         raise ValueError("unassigned_policy='void' is only supported when output_mode='multiclass'")
     if void_index != 255 and (output_mode != "multiclass" or unassigned_policy != "void"):
-        raise ValueError("a non-default void_index requires output_mode='multiclass' and unassigned_policy='void'")
+        raise ValueError(
+            "a non-default void_index requires output_mode='multiclass' and unassigned_policy='void'"
+        )
     smooth = check_smooth(smooth)
     pruning_prob = check_pruning_prob(pruning_prob)
     check_safe_screening(safe_screening)

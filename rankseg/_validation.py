@@ -183,7 +183,9 @@ def validate_call(
     solver_key = solver.strip().lower()
     supported = _SUPPORT[(metric_key, mode, single)]
     if solver_key not in supported:
-        where = f"metric='{metric_key}' with output_mode='{mode}'" + (", single-channel input" if single else "")
+        where = f"metric='{metric_key}' with output_mode='{mode}'" + (
+            ", single-channel input" if single else ""
+        )
         names = ", ".join(_display(s) for s in supported)
         raise ValueError(
             f"solver '{_display(solver_key) if solver_key in _SOLVER_NAMES else solver.strip()}' "

@@ -56,7 +56,7 @@ def rankseg(
         multilabel: bool (B, C, *spatial); multiclass: int64 (B, *spatial); on the input's device.
 
     Raises:
-        TypeError, ValueError: with the messages of rankseg 0.0.8 (see docs/api.md).
+        TypeError, ValueError: with the messages of rankseg 0.0.8 (README, tests/test_validation.py).
     """
     call = validate_call(probs, metric, smooth, output_mode, solver, pruning_prob, solver_params)
     params = call.params
@@ -65,7 +65,9 @@ def rankseg(
         check_prob_values(probs)
         from rankseg._ba import rankdice_ba
 
-        return rankdice_ba(probs, solver=call.solver, smooth=call.smooth, eps=eps, pruning_prob=call.pruning_prob)
+        return rankdice_ba(
+            probs, solver=call.solver, smooth=call.smooth, eps=eps, pruning_prob=call.pruning_prob
+        )
 
     check_prob_values(probs)
     if call.metric == "accuracy":
@@ -79,8 +81,12 @@ def rankseg(
             params.get("unassigned_policy", "max_score"), params.get("void_index", 255), probs.shape[1]
         )
     if call.solver == "rma":
-        return _rma._rma(probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index)
-    return _exact_solve(probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index)
+        return _rma._rma(
+            probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index
+        )
+    return _exact_solve(
+        probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index
+    )
 
 
 def _accuracy(probs: torch.Tensor, solver: str, output_mode: str) -> torch.Tensor:

@@ -28,8 +28,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-CPU_SHAPES = {"voc-like": (2, 21, 256, 256), "cityscapes-like": (1, 19, 256, 512), "kvasir-like": (8, 1, 256, 256)}
-GPU_SHAPES = {"voc-like": (8, 21, 512, 512), "cityscapes-like": (2, 19, 1024, 2048), "kvasir-like": (8, 1, 512, 512)}
+CPU_SHAPES = {
+    "voc-like": (2, 21, 256, 256),
+    "cityscapes-like": (1, 19, 256, 512),
+    "kvasir-like": (8, 1, 256, 256),
+}
+GPU_SHAPES = {
+    "voc-like": (8, 21, 512, 512),
+    "cityscapes-like": (2, 19, 1024, 2048),
+    "kvasir-like": (8, 1, 512, 512),
+}
 
 # (label, kwargs for functional.rankseg); multi-channel cases are skipped for C = 1 where unsupported.
 CASES = [
@@ -37,10 +45,14 @@ CASES = [
     ("RMA dice multilabel", dict(metric="dice", output_mode="multilabel", solver="RMA")),
     ("RMA dice multiclass", dict(metric="dice", output_mode="multiclass", solver="RMA")),
     ("RMA iou multiclass", dict(metric="iou", output_mode="multiclass", solver="RMA")),
-    ("RMA dice multilabel, screening", dict(metric="dice", output_mode="multilabel", solver="RMA",
-                                            safe_screening=True)),
-    ("RMA dice multiclass, screening", dict(metric="dice", output_mode="multiclass", solver="RMA",
-                                            safe_screening=True)),
+    (
+        "RMA dice multilabel, screening",
+        dict(metric="dice", output_mode="multilabel", solver="RMA", safe_screening=True),
+    ),
+    (
+        "RMA dice multiclass, screening",
+        dict(metric="dice", output_mode="multiclass", solver="RMA", safe_screening=True),
+    ),
     ("BA dice multilabel", dict(metric="dice", output_mode="multilabel", solver="BA")),
     ("exact dice multilabel", dict(metric="dice", output_mode="multilabel", solver="exact")),
     ("exact dice multiclass", dict(metric="dice", output_mode="multiclass", solver="exact")),
@@ -136,7 +148,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
 
 def render(results: dict, memory: dict, shapes: dict, args, official: bool, device_name: str) -> str:
@@ -167,8 +181,11 @@ def render(results: dict, memory: dict, shapes: dict, args, official: bool, devi
         for label, _ in CASES:
             if "screening" in label or label not in ours:
                 continue
-            row = f"| {label} | {ours[label]:.1f} | {ours[label] / argmax:.1f} |" if argmax else \
-                f"| {label} | {ours[label]:.1f} | - |"
+            row = (
+                f"| {label} | {ours[label]:.1f} | {ours[label] / argmax:.1f} |"
+                if argmax
+                else f"| {label} | {ours[label]:.1f} | - |"
+            )
             if official:
                 plain = theirs.get(label)
                 screen = theirs.get(f"{label}, screening")
@@ -180,9 +197,11 @@ def render(results: dict, memory: dict, shapes: dict, args, official: bool, devi
                 mem = memory.get("ours", {}).get(name, {}).get(label)
                 row += f" {mem:.0f} |" if mem is not None else " - |"
                 if official:
-                    mem = memory.get("official", {}).get(name, {}).get(f"{label}, screening",
-                                                                      memory.get("official", {}).get(name, {})
-                                                                      .get(label))
+                    mem = (
+                        memory.get("official", {})
+                        .get(name, {})
+                        .get(f"{label}, screening", memory.get("official", {}).get(name, {}).get(label))
+                    )
                     row += f" {mem:.0f} |" if mem is not None else " - |"
             lines.append(row)
         lines.append("")

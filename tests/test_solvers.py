@@ -291,7 +291,9 @@ def test_half_precision_and_non_contiguous_inputs():
         assert out.shape == ref.shape and out.dtype == torch.bool
         assert torch.equal(out, rs(probs.to(dtype).float(), output_mode="multilabel"))
     transposed = probs.transpose(2, 3)
-    assert torch.equal(rs(transposed, output_mode="multilabel"), rs(transposed.contiguous(), output_mode="multilabel"))
+    assert torch.equal(
+        rs(transposed, output_mode="multilabel"), rs(transposed.contiguous(), output_mode="multilabel")
+    )
     grad = probs.clone().requires_grad_(True)
     assert not rs(grad).requires_grad
 
@@ -317,8 +319,17 @@ def test_pruning_prob_boundary():
 
 
 def test_public_api_surface():
-    for name in ("RankSEG", "functional", "distribution", "RefinedNormalPB", "RefinedNormal", "rankdice_ba",
-                 "rankseg_rma", "expected_metric", "__version__"):
+    for name in (
+        "RankSEG",
+        "functional",
+        "distribution",
+        "RefinedNormalPB",
+        "RefinedNormal",
+        "rankdice_ba",
+        "rankseg_rma",
+        "expected_metric",
+        "__version__",
+    ):
         assert name in rankseg.__all__ and hasattr(rankseg, name)
     assert isinstance(RankSEG().predict(torch.rand(1, 2, 3)), torch.Tensor)
 

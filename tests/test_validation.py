@@ -18,9 +18,24 @@ P1 = torch.full((1, 1, 4, 4), 0.6)
     [
         ([[0.5]], {}, TypeError, "probs must be a torch.Tensor"),
         (np.zeros((1, 2, 3)), {}, TypeError, "probs must be a torch.Tensor"),
-        (torch.zeros(1, 2, 3, dtype=torch.int64), {}, TypeError, "probs must have a real floating-point dtype"),
-        (torch.zeros(1, 2, 3, dtype=torch.bool), {}, TypeError, "probs must have a real floating-point dtype"),
-        (torch.zeros(1, 2, 3, dtype=torch.complex64), {}, TypeError, "probs must have a real floating-point dtype"),
+        (
+            torch.zeros(1, 2, 3, dtype=torch.int64),
+            {},
+            TypeError,
+            "probs must have a real floating-point dtype",
+        ),
+        (
+            torch.zeros(1, 2, 3, dtype=torch.bool),
+            {},
+            TypeError,
+            "probs must have a real floating-point dtype",
+        ),
+        (
+            torch.zeros(1, 2, 3, dtype=torch.complex64),
+            {},
+            TypeError,
+            "probs must have a real floating-point dtype",
+        ),
         (torch.zeros(2, 3), {}, ValueError, "probs must have shape (batch_size, num_class, *image_shape)"),
         (torch.zeros(1, 0, 3), {}, ValueError, "probs must contain at least one class"),
         (torch.zeros(1, 2, 3, 0), {}, ValueError, "probs spatial dimensions must be non-empty"),
@@ -85,7 +100,12 @@ P1 = torch.full((1, 1, 4, 4), 0.6)
             ValueError,
             "eps must be in the range (0, 1)",
         ),
-        (P, {"output_mode": "multilabel", "solver": "BA", "eps": "x"}, TypeError, "eps must be a real number"),
+        (
+            P,
+            {"output_mode": "multilabel", "solver": "BA", "eps": "x"},
+            TypeError,
+            "eps must be a real number",
+        ),
         (P * float("nan"), {}, ValueError, "probs must contain only finite values"),
         (P + 1, {}, ValueError, "probs must be in the range [0, 1]"),
         (P, {"unassigned_policy": "zero"}, ValueError, "unassigned_policy should be max_score or void"),
@@ -154,7 +174,9 @@ def test_spellings_are_normalised():
     a = rankseg(P, metric=" DICE ", output_mode="MultiLabel", solver=" rma")
     b = rankseg(P, metric="dice", output_mode="multilabel", solver="RMA")
     assert torch.equal(a, b)
-    assert torch.equal(rankseg(P, metric="accuracy", solver="argmax"), rankseg(P, metric="acc", solver="ARGMAX"))
+    assert torch.equal(
+        rankseg(P, metric="accuracy", solver="argmax"), rankseg(P, metric="acc", solver="ARGMAX")
+    )
 
 
 def test_low_level_rma_messages():
