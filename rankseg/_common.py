@@ -11,9 +11,13 @@ from contextlib import contextmanager
 
 import torch
 
-# Upper bound on the temporary memory one chunk of rows may use, in bytes; None = derived from the input.
+# Upper bound on the temporary memory one chunk of rows may use, in bytes; None = derived (see chunk_budget).
 _CHUNK_BYTES: int | None = None
 _MIN_CHUNK_BYTES = 16 * 2**20
+# On CUDA a chunk may use this share of the memory still available (free on the device plus what the caching
+# allocator holds unused): the rest covers the solvers' full-size temporaries outside the chunk loop and
+# errors in the per-row estimates.
+_CUDA_FREE_FRACTION = 0.25
 
 
 @contextmanager
@@ -22,7 +26,7 @@ def chunk_bytes(limit: int | None) -> Iterator[None]:
 
     Args:
         limit: bytes of temporary memory one chunk may use; ``None`` restores the default
-            (twice the input size, at least 16 MiB).
+            (see :func:`chunk_budget`).
     """
     global _CHUNK_BYTES
     old = _CHUNK_BYTES
@@ -31,6 +35,26 @@ def chunk_bytes(limit: int | None) -> Iterator[None]:
         yield
     finally:
         _CHUNK_BYTES = old
+
+
+def chunk_budget(input_bytes: int, device: torch.device | str | None = None) -> int:
+    """Bytes of temporary memory one chunk of rows may use.
+
+    * inside :func:`chunk_bytes`: its limit;
+    * on CUDA: a quarter of the memory available to this process, ``torch.cuda.mem_get_info`` free bytes
+      plus the caching allocator's reserved-but-unused bytes (at least 16 MiB), so large inputs get large,
+      fast chunks while the device has room, and small ones when it is nearly full;
+    * otherwise (CPU): twice the input size, at least 16 MiB, so the peak extra memory stays a small
+      multiple of the input.
+    """
+    if _CHUNK_BYTES is not None:
+        return _CHUNK_BYTES
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return max(int(_CUDA_FREE_FRACTION * (free + cached)), _MIN_CHUNK_BYTES)
+    return max(2 * input_bytes, _MIN_CHUNK_BYTES)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -47,13 +71,18 @@ def as_rows(probs: torch.Tensor) -> torch.Tensor:
     return rows.to(compute_dtype(probs.dtype))
 
 
-def row_chunks(n_rows: int, bytes_per_row: int, input_bytes: int) -> Iterator[slice]:
-    """Slices of rows whose temporaries (``bytes_per_row`` each) fit the chunk budget.
+def row_chunks(
+    n_rows: int, bytes_per_row: int, input_bytes: int, device: torch.device | str | None = None
+) -> Iterator[slice]:
+    """Slices of rows whose temporaries (``bytes_per_row`` each) fit :func:`chunk_budget`.
 
-    The budget is twice the input size (at least 16 MiB) unless overridden with :func:`chunk_bytes`,
-    so the solvers' peak extra memory stays a small multiple of the input whatever its size.
+    Args:
+        n_rows: rows to process.
+        bytes_per_row: peak temporary bytes the caller needs per row of the chunk.
+        input_bytes: size of the solver's input (the CPU budget is a multiple of it).
+        device: where the rows live; CUDA budgets follow the device's free memory.
     """
-    budget = _CHUNK_BYTES if _CHUNK_BYTES is not None else max(2 * input_bytes, _MIN_CHUNK_BYTES)
+    budget = chunk_budget(input_bytes, device)
     step = max(1, int(budget // max(bytes_per_row, 1)))
     for start in range(0, n_rows, step):
         yield slice(start, min(start + step, n_rows))

@@ -163,7 +163,8 @@ def expected_metric(
         rows = as_rows(probs)
         mrows = masks.reshape(rows.shape)
         out = torch.zeros(rows.shape[0], dtype=_F64, device=rows.device)
-        for sl in row_chunks(rows.shape[0], rows.shape[1] * 48, rows.numel() * rows.element_size()):
+        input_bytes = rows.numel() * rows.element_size()
+        for sl in row_chunks(rows.shape[0], rows.shape[1] * 56, input_bytes, rows.device):
             out[sl] = _expected_rows(rows[sl].to(_F64), mrows[sl], metric, smooth)
         return out.reshape(probs.shape[:2])
 
@@ -275,7 +276,7 @@ def exact_row_masks(rows: torch.Tensor, metric: str, smooth: float, solve: torch
     if idx.numel() == 0:
         return out
     input_bytes = rows.numel() * rows.element_size()
-    for sl in row_chunks(idx.numel(), rows.shape[1] * 96, input_bytes):
+    for sl in row_chunks(idx.numel(), rows.shape[1] * 96, input_bytes, rows.device):
         ids = idx[sl]
         vals, order = rows[ids].sort(1, descending=True)
         out[ids] = topk_mask(order, _exact_tau(vals.to(_F64), metric, smooth))
@@ -300,7 +301,7 @@ def exact_delta(probs: torch.Tensor, masks: torch.Tensor, metric: str, smooth: f
     h = torch.empty_like(t)
     log_a = torch.empty_like(t)
     log_p0 = torch.empty_like(tau)
-    for sl in row_chunks(rows.shape[0], d * 48, rows.numel() * rows.element_size()):
+    for sl in row_chunks(rows.shape[0], d * 56, rows.numel() * rows.element_size(), rows.device):
         p64 = rows[sl].to(_F64)
         log_g[sl], h[sl], log_a[sl] = _set_node_sums(p64, unique[sl], t[sl])
         log_p0[sl] = torch.log1p(-p64).sum(1)

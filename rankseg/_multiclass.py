@@ -61,7 +61,7 @@ def resolve(
     active = masks.any(2)
     active = active | ~active.any(1, keepdim=True)  # an image with no active class: every class is eligible
     input_bytes = probs.numel() * probs.element_size()
-    for sl in row_chunks(img_idx.numel(), n_cls * delta_bytes_per_pixel, input_bytes):
+    for sl in row_chunks(img_idx.numel(), n_cls * delta_bytes_per_pixel, input_bytes, probs.device):
         bi, pi = img_idx[sl], pix_idx[sl]
         p = probs[bi, :, pi]  # (n, C)
         sel = masks[bi, :, pi]

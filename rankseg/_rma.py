@@ -162,8 +162,10 @@ def rma_row_masks(rows: torch.Tensor, metric: str, smooth: float, solve: torch.T
         return out
     input_bytes = rows.numel() * rows.element_size()
     use_sort = metric == "dice" and smooth > 0
-    per_row = rows.shape[1] * (48 if use_sort else 3 * rows.element_size() + 2)
-    for sl in row_chunks(idx.numel(), per_row, input_bytes):
+    # Measured peak temporaries per pixel of a chunk (float32 rows, including the output mask): the sort
+    # path ~61-67 bytes, the threshold path ~41-50 (float64 sums, packing of the candidate pixels).
+    per_row = rows.shape[1] * (72 if use_sort else 56)
+    for sl in row_chunks(idx.numel(), per_row, input_bytes, rows.device):
         ids = idx[sl]
         p = rows[ids]
         if use_sort:
