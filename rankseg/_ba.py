@@ -31,11 +31,11 @@ print(rankdice_ba(torch.rand(1, 2, 8, 8)).sum((2, 3)))"
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import torch
 
+from ._common import sort_descending as _sort_descending
+from ._common import top_tau_mask as _top_tau_mask
 from ._validation import check_eps, check_prob_values, check_probs_structure, check_pruning_prob, check_smooth
 from .distribution import RefinedNormalPB
 
@@ -530,56 +530,3 @@ def _argmax_upto(score: torch.Tensor, tau_up: torch.Tensor) -> torch.Tensor:
     bad = (taus.unsqueeze(0) > tau_up.unsqueeze(1)) | torch.isnan(score)
     # torch.argmax returns the first maximal index, which breaks ties towards the smaller tau.
     return score.masked_fill(bad, -torch.inf).argmax(1)
-
-
-def _sort_descending(p: torch.Tensor) -> torch.Tensor:
-    """Values of each row in decreasing order (no indices: the mask is rebuilt from a threshold).
-
-    On CPU, NumPy's vectorised value sort split over the torch thread count is about 3x faster than
-    ``torch.sort`` (which also materialises int64 indices); elsewhere ``torch.sort`` is used.
-
-    Shape:
-        p: (R, d) contiguous; output: (R, d), same dtype and device.
-    """
-    n_rows = p.shape[0]
-    if p.device.type != "cpu" or n_rows == 0:
-        return torch.sort(p, dim=1, descending=True).values
-    src = p.numpy()
-    dst = np.empty_like(src)
-
-    def work(block: slice) -> None:
-        # Sorting the negated values ascending gives a decreasing order without a flipped (negative-stride)
-        # copy; NumPy releases the GIL while sorting, so the blocks run in parallel.
-        np.negative(src[block], out=dst[block])
-        dst[block].sort(axis=1)
-        np.negative(dst[block], out=dst[block])
-
-    n_threads = max(1, min(torch.get_num_threads(), n_rows))
-    bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
-    blocks = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    if n_threads == 1:
-        work(blocks[0])
-    else:
-        with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(work, blocks))
-    return torch.from_numpy(dst)
-
-
-def _top_tau_mask(p: torch.Tensor, p_sorted: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-    """Select the tau largest entries of each row by thresholding at the tau-th largest value.
-
-    Pixels equal to the threshold are taken in index order until tau are chosen, so exactly tau pixels are
-    selected and the mask is an upper set of the row's probabilities.
-
-    Shape:
-        p, p_sorted: (R, d) same dtype; tau: (R,) int64; output: (R, d) bool.
-    """
-    kth = p_sorted.gather(1, (tau - 1).clamp_min(0).unsqueeze(1))
-    kth = torch.where(tau.unsqueeze(1) > 0, kth, torch.full_like(kth, torch.inf))
-    ge = p >= kth
-    if bool((ge.sum(1) == tau).all()):
-        return ge
-    gt = p > kth
-    tied = ge & ~gt
-    room = tau - gt.sum(1)
-    return gt | (tied & (tied.cumsum(1) <= room.unsqueeze(1)))

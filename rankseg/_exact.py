@@ -28,7 +28,7 @@ import math
 import torch
 
 from rankseg import _multiclass
-from rankseg._common import as_rows, row_chunks, topk_mask
+from rankseg._common import as_rows, row_chunks, row_sums64, sort_descending, top_tau_mask
 from rankseg._quadrature import nodes
 from rankseg._validation import check_prob_values, check_probs_structure, check_smooth
 
@@ -201,7 +201,8 @@ def _bounds(vals: torch.Tensor, metric: str, smooth: float) -> tuple[torch.Tenso
     Lower bound (Jensen): E[1/(a + X)] >= 1/(a + E X), which makes the RMA score a lower bound of the exact
     score at every tau. Upper bound: 1/(a+X) = 1/(a+m) - (X-m)/(a+m)^2 + (X-m)^2/((a+m)^2 (a+X)) gives
     E[1/(a + X)] <= 1/(a + m) + Var X / (a (a + m)^2). A tau whose upper bound is below the best lower bound
-    (tau = 0 included) cannot be optimal. Rows with no candidate get first = 1, last = 0.
+    (tau = 0 included) cannot be optimal. Rows with no candidate get first = d, last = 0. The third output says
+    whether the empty prediction (tau = 0, smooth > 0 only) can be optimal.
     """
     s = smooth
     cums = vals.cumsum(1)
@@ -220,42 +221,117 @@ def _bounds(vals: torch.Tensor, metric: str, smooth: float) -> tuple[torch.Tenso
         m = (mu - cums).clamp_min(0)
         lower = (cums + s) / (tau + s + m)
         upper = (cums + s) * recip_upper(tau + s, m)
-    lower0 = s / (s + mu.squeeze(1)) if s > 0 else torch.zeros_like(mu.squeeze(1))
+    mu0 = mu.squeeze(1)
+    lower0 = s / (s + mu0) if s > 0 else torch.zeros_like(mu0)
     best = torch.maximum(lower.amax(1), lower0)
     ok = upper >= best.unsqueeze(1) * (1 - 1e-9)
     last = torch.where(ok, tau, torch.zeros_like(tau)).amax(1)
     first = torch.where(ok, tau, torch.full_like(tau, float(vals.shape[1] + 1))).amin(1)
-    return first.clamp_max(vals.shape[1]).to(torch.int64), last.to(torch.int64)
+    # the empty prediction scores s E[1/(s + Gamma)] <= s * recip_upper(s, mu)
+    empty_ok = (s * recip_upper(torch.full_like(mu, max(s, 1e-300)), mu)).squeeze(1) >= best * (1 - 1e-9)
+    empty_ok = empty_ok & (s > 0)
+    return first.clamp_max(vals.shape[1]).to(torch.int64), last.to(torch.int64), empty_ok
+
+
+_MAX_TERMS = 40
 
 
 def _exact_tau(vals: torch.Tensor, metric: str, smooth: float) -> torch.Tensor:
     """Exact optimal tau per row from rows sorted in descending order (float64). Ties: smaller tau.
+
+    Only tau in each row's window [first, last] (see :func:`_bounds`) is scored. Every term of those scores
+    carries e^(-a t) with a >= first + s, so the quadrature nodes stop at t_hi = 38 / (first + s) and
+    y = 1 - e^(-t) stays small when the window starts far from 0. Then log(1 - p y) = -sum_m (p y)^m / m and
+    p / (1 - p y) = sum_m p^(m+1) y^m converge fast for every p in [0, 1], and all nodes and all tau are
+    obtained from a few power sums of the probabilities (prefix sums over the sorted row for tau) and small
+    matrix products. Windows close to 0 (small objects) use the direct per-node evaluation instead.
 
     Shape:
         vals: (r, d) float64.  output: (r,) int64.
     """
     s = smooth
     r, d = vals.shape
-    first, last = _bounds(vals, metric, smooth)
+    first, last, empty_ok = _bounds(vals, metric, smooth)
+    width = int((last - first + 1).clamp_min(0).max()) if r else 0
+    mu = vals.sum(1)
+    t, w = nodes(d, mu, s, first.to(_F64) + s)
+    y = -torch.expm1(-t)
+    y_max = float(y.max()) if y.numel() else 0.0
+    terms = math.ceil(math.log(1e-17) / math.log(y_max)) if 0 < y_max < 1 else _MAX_TERMS + 1
+    if width == 0 or terms > _MAX_TERMS:
+        best = _exact_tau_direct(vals, metric, smooth, first, last)
+    else:
+        best = _window_scores_series(vals, metric, s, first, last, width, t, w, y, terms)
+    if bool(empty_ok.any()):  # rare: only tiny masses with smooth > 0 can prefer an empty prediction
+        ids = empty_ok.nonzero().squeeze(1)
+        sub = vals[ids]
+        t0, w0 = nodes(d, mu[ids], s, 1 + s)
+        log_g0, _, _ = _set_node_sums(sub, torch.zeros_like(sub, dtype=torch.bool), t0)
+        e0 = _empty_score(w0, t0, log_g0, torch.log1p(-sub).sum(1), s)
+        tau_b = best[ids]
+        mask = torch.arange(d, device=vals.device).unsqueeze(0) < tau_b.unsqueeze(1)
+        score_b = _expected_rows(sub, mask, metric, s)
+        best[ids] = torch.where(e0 >= score_b, torch.zeros_like(tau_b), tau_b)
+    return best
+
+
+def _window_scores_series(vals, metric, s, first, last, width, t, w, y, terms) -> torch.Tensor:
+    """Best tau in each row's window, all nodes and tau at once from power sums (see :func:`_exact_tau`)."""
+    r, d = vals.shape
+    hi = int(last.max())
+    powers = torch.arange(1, terms + 2, device=vals.device, dtype=_F64)  # m = 1 .. terms + 1
+    # totals P_m = sum_i p_i^m over the whole row, and prefix sums over the top hi pixels
+    total = torch.empty(r, terms + 1, dtype=_F64, device=vals.device)
+    q = vals.clone()
+    for m in range(terms + 1):
+        total[:, m] = q.sum(1)
+        if m < terms:
+            q.mul_(vals)
+    del q
+    top = vals[:, :hi]
+    prefix = (top.unsqueeze(2) ** powers).cumsum(1)  # (r, hi, terms + 1)
+    tau = first.unsqueeze(1) + torch.arange(width, device=vals.device).unsqueeze(0)  # (r, W)
+    valid = tau <= last.unsqueeze(1)
+    idx = (tau.clamp_max(hi) - 1).clamp_min(0)
+    pre = prefix.gather(1, idx.unsqueeze(2).expand(-1, -1, terms + 1))  # (r, W, terms + 1): sums up to tau
+    y_pow = y.unsqueeze(2) ** (powers - 1)  # (r, K, terms + 1): y^0 .. y^terms
+    inv_m = 1 / powers[:terms]
+    log_g = -(total[:, :terms] * inv_m).unsqueeze(1).mul(y_pow[:, :, 1:]).sum(2)  # (r, K)
+    tau_f = tau.to(_F64).unsqueeze(2)  # (r, W, 1)
+    tk, wk, lgk = t.unsqueeze(1), w.unsqueeze(1), log_g.unsqueeze(1)
+    if metric == "dice":
+        h = torch.einsum("rwm,rkm->rwk", pre, y_pow)  # sum_{j<=tau} p_j / (1 - p_j y)
+        score = (wk * torch.exp(lgk - (tau_f + 1 + s) * tk) * (2 * h + s * torch.exp(tk))).sum(2)
+    else:
+        # log prod_{j<=tau} (1 - p_j y) = -sum_m y^m/m sum_{j<=tau} p_j^m
+        log_a = -torch.einsum("rwm,rkm->rwk", pre[:, :, :terms] * inv_m, y_pow[:, :, 1:])
+        score = (wk * torch.exp(lgk - log_a - (tau_f + s) * tk)).sum(2) * (pre[:, :, 0] + s)
+    score = score.masked_fill(~valid, -torch.inf)
+    return tau.gather(1, score.argmax(1, keepdim=True)).squeeze(1)
+
+
+def _exact_tau_direct(vals, metric, smooth, first, last) -> torch.Tensor:
+    """Best tau in [min first, max last] by direct evaluation at each node (any window, any y)."""
+    s = smooth
+    r, d = vals.shape
     hi = int(last.max()) if r else 0
-    lo = min(int(first.min()), hi) if hi > 0 else 1  # scores are computed for tau in [lo, hi]
+    lo = min(int(first.min()), hi) if hi > 0 else 1
     width = hi - lo + 1 if hi > 0 else 0
+    if width == 0:
+        return torch.zeros(r, dtype=torch.int64, device=vals.device)
     # Prefix handled directly: up to the window's end, plus every probability too large for the power series.
-    n_big = int((vals > _SERIES_MAX_P).sum(1).max()) if r else 0
+    n_big = int((vals > _SERIES_MAX_P).sum(1).max())
     pre = max(hi, n_big)
     top, tail = vals[:, :pre], vals[:, pre:]
     t, w = nodes(d, vals.sum(1), s, 1 + s)
     emt = torch.exp(-t)
     log_g = _tail_log_g(tail, -torch.expm1(-t))
-    log_p0 = torch.log1p(-vals).sum(1)
     tau = torch.arange(lo, lo + width, device=vals.device, dtype=_F64).unsqueeze(0)
     score = torch.zeros(r, width, dtype=_F64, device=vals.device)
     for k in range(t.shape[1]):  # quadrature nodes; each step is vectorised over rows and tau
         tk, wk = t[:, k : k + 1], w[:, k : k + 1]
         lg = torch.log(_one_minus_py(top, emt[:, k : k + 1]))
         log_g[:, k] += lg.sum(1)
-        if width == 0:
-            continue
         lgk = log_g[:, k : k + 1]
         if metric == "dice":
             hk = (top[:, :hi] / _one_minus_py(top[:, :hi], emt[:, k : k + 1])).cumsum(1)[:, lo - 1 :]
@@ -264,9 +340,7 @@ def _exact_tau(vals: torch.Tensor, metric: str, smooth: float) -> torch.Tensor:
             score += wk * torch.exp(lgk - lg[:, :hi].cumsum(1)[:, lo - 1 :] - (tau + s) * tk)
     if metric == "iou":
         score = score * (top[:, :hi].cumsum(1)[:, lo - 1 :] + s)
-    empty = _empty_score(w, t, log_g, log_p0, s).unsqueeze(1)
-    best = torch.cat([empty, score], 1).argmax(1)
-    return torch.where(best > 0, best + lo - 1, best)
+    return score.argmax(1) + lo
 
 
 def exact_row_masks(rows: torch.Tensor, metric: str, smooth: float, solve: torch.Tensor) -> torch.Tensor:
@@ -278,8 +352,9 @@ def exact_row_masks(rows: torch.Tensor, metric: str, smooth: float, solve: torch
     input_bytes = rows.numel() * rows.element_size()
     for sl in row_chunks(idx.numel(), rows.shape[1] * 96, input_bytes, rows.device):
         ids = idx[sl]
-        vals, order = rows[ids].sort(1, descending=True)
-        out[ids] = topk_mask(order, _exact_tau(vals.to(_F64), metric, smooth))
+        p = rows[ids]
+        vals = sort_descending(p)
+        out[ids] = top_tau_mask(p, vals, _exact_tau(vals.to(_F64), metric, smooth))
     return out
 
 
@@ -296,7 +371,7 @@ def exact_delta(probs: torch.Tensor, masks: torch.Tensor, metric: str, smooth: f
     rows = probs.reshape(n_img * n_cls, d)
     tau = tau.reshape(-1)
     empty = tau == 0
-    t, w = nodes(d, rows.sum(1, dtype=_F64), s, torch.where(empty, 1 + s, tau + s))
+    t, w = nodes(d, row_sums64(rows), s, torch.where(empty, 1 + s, tau + s))
     log_g = torch.empty_like(t)
     h = torch.empty_like(t)
     log_a = torch.empty_like(t)
@@ -316,7 +391,7 @@ def exact_delta(probs: torch.Tensor, masks: torch.Tensor, metric: str, smooth: f
         const = (2 * (g2 * h).sum(1) + s * g1.sum(1) - old).view(n_img, n_cls)
         coef = (2 * g2).view(n_img, n_cls, t.shape[1])
     else:
-        mass = torch.where(unique, rows, 0).sum(1, dtype=_F64)
+        mass = row_sums64(rows, unique)
         log_q = log_g - log_a
         old = (mass + s) * (w * torch.exp(log_q - (tau_ + s) * t)).sum(1)
         old = torch.where(empty, empty_score, old)

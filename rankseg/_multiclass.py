@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from rankseg._common import row_chunks
+from rankseg._common import row_chunks, row_sums64
 
 # delta(p, image_index) -> increments: p is (n, C) probabilities of n pixels, image_index (n,) their image.
 DeltaFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -26,10 +26,13 @@ def owned_stats(probs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor,
         probs: (B, C, d) compute dtype.  masks: (B, C, d) bool.
         output: tau (B, C) float64, mass (B, C) float64, count (B, d) int64.
     """
-    count = masks.sum(1)
+    # Summing a bool tensor directly first copies it to int64 (8 bytes per pixel and class); a narrow
+    # accumulator and chunked float64 sums keep the temporaries small.
+    narrow = torch.uint8 if masks.shape[1] < 256 else torch.int32
+    count = masks.view(torch.uint8).sum(1, dtype=narrow).long()
     unique = masks & (count == 1).unsqueeze(1)
-    tau = unique.sum(2).to(torch.float64)
-    mass = torch.where(unique, probs, 0).sum(2, dtype=torch.float64)
+    tau = row_sums64(unique.view(torch.uint8))
+    mass = row_sums64(probs, unique)
     return tau, mass, count
 
 

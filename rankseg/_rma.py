@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from rankseg import _multiclass
-from rankseg._common import as_rows, prune_rows, row_chunks, threshold_below, topk_mask
+from rankseg._common import as_rows, prune_rows, row_chunks, row_sums64, sort_descending, threshold_below, top_tau_mask
 from rankseg._validation import (
     check_policy,
     check_prob_values,
@@ -169,8 +169,8 @@ def rma_row_masks(rows: torch.Tensor, metric: str, smooth: float, solve: torch.T
         ids = idx[sl]
         p = rows[ids]
         if use_sort:
-            vals, order = p.sort(1, descending=True)
-            out[ids] = topk_mask(order, _dice_smooth_tau(vals, smooth))
+            vals = sort_descending(p)
+            out[ids] = top_tau_mask(p, vals, _dice_smooth_tau(vals, smooth))
         else:
             out[ids] = p > _ratio_cut(p, metric, smooth).unsqueeze(1)
     return out
@@ -183,7 +183,7 @@ def rma_delta(probs: torch.Tensor, masks: torch.Tensor, metric: str, smooth: flo
     pixel to each class's uniquely-owned set.
     """
     tau, mass, count = _multiclass.owned_stats(probs, masks)
-    mu = probs.sum(2, dtype=torch.float64)
+    mu = row_sums64(probs)
     s = smooth
     if metric == "dice":
         # Dice gain is affine in p: a * p + b.
@@ -263,5 +263,6 @@ def _rma(probs, metric, smooth, output_mode, pruning_prob, unassigned_policy, vo
     flat = rows.reshape(n_img, n_cls, rows.shape[1])
     masks = masks.reshape(n_img, n_cls, rows.shape[1])
     count, delta = rma_delta(flat, masks, metric, smooth)
-    labels = _multiclass.resolve(flat, masks, count, delta, unassigned_policy, void_index, 8 * 4)
+    # ~40 bytes per pixel and class: gathered probabilities, masks and float64 gains.
+    labels = _multiclass.resolve(flat, masks, count, delta, unassigned_policy, void_index, 8 * 5)
     return labels.reshape((n_img,) + tuple(probs.shape[2:]))

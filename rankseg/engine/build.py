@@ -134,17 +134,48 @@ def seed_worker(_: int) -> None:
 
 class EpochSampler(torch.utils.data.Sampler[int]):
     """A shuffled order that depends only on ``(seed, epoch)``, started at ``start``: a resumed run continues
-    the interrupted epoch on exactly the samples it had not seen, without loading the others."""
+    the interrupted epoch on exactly the samples it had not seen, without loading the others.
 
-    def __init__(self, num_samples: int, seed: int, epoch: int, start: int = 0) -> None:
+    With ``world_size > 1`` (``batch_size`` global, divisible by ``world_size``) rank ``r`` yields the
+    ``r``-th ``batch_size / world_size`` samples of each global batch of that same order, and only whole global
+    batches (the single-process loader drops the last partial one too). A DataLoader with the per-rank batch
+    size then gives every rank its share of the single-process batch, so ``start`` (a multiple of the global
+    batch) means the same thing at any world size: checkpoints resume across world sizes.
+    ``set_epoch`` is there for the ``DistributedSampler`` protocol.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        seed: int,
+        epoch: int,
+        start: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        batch_size: int | None = None,
+    ) -> None:
+        if world_size > 1 and (batch_size is None or batch_size % world_size):
+            raise ValueError(f"batch_size {batch_size} must be a multiple of the world size {world_size}")
         self.num_samples, self.seed, self.epoch, self.start = num_samples, seed, epoch, start
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def _order(self) -> torch.Tensor:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.num_samples, generator=gen)[self.start :]
+        order = torch.randperm(self.num_samples, generator=gen)[self.start :]
+        if self.world_size == 1:
+            return order
+        bs, part = self.batch_size, self.batch_size // self.world_size  # type: ignore[operator]
+        batches = order[: len(order) // bs * bs].view(-1, bs)
+        return batches[:, self.rank * part : (self.rank + 1) * part].reshape(-1)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._order().tolist())
 
     def __len__(self) -> int:
-        return max(self.num_samples - self.start, 0)
+        remaining = max(self.num_samples - self.start, 0)
+        if self.world_size == 1:
+            return remaining
+        return remaining // self.batch_size * (self.batch_size // self.world_size)  # type: ignore[operator]

@@ -2,6 +2,9 @@
 dataset-level Dice/IoU, a printed report and ``metrics.json`` + ``class_scores.csv`` merged per rule.
 
 Run through ``python evaluate.py ...`` (see ``configs/evaluate.yaml``) or call :func:`run_evaluation`.
+``torchrun --nproc_per_node=N evaluate.py ...`` hands the single-process batches round-robin to N processes,
+gathers the per-image counts (with the image indices, restoring the single-process order) and lets rank 0
+aggregate and write, so ``metrics.json`` is identical to a single-process run's.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from rankseg.engine.build import build_dataset, build_model, build_rules, resolve_device
+from rankseg.engine.build import build_dataset, build_model, build_rules
 from rankseg.engine.checkpoint import CheckpointNotFoundError, check_num_classes, load_checkpoint
+from rankseg.engine.distributed import DistInfo, ShardedBatchSampler, broadcast_object, gather_rows, process_group
 from rankseg.engine.runfiles import atomic_write_json, atomic_write_text, git_commit, nan_to_none
 from rankseg.engine.train import model_logits
-from rankseg.metrics import MetricAccumulator, scores_from_stats
+from rankseg.metrics import MetricAccumulator, aggregate, scores_from_stats
 from rankseg.predict import probabilities
 
 METRICS_FILE = "metrics.json"
@@ -110,10 +114,35 @@ def format_report(records: dict[str, dict[str, Any]], class_names: list[str], ti
     return "\n".join(lines)
 
 
+def gather_counts(
+    accumulators: dict[str, MetricAccumulator], indices: list[int], info: DistInfo, device: torch.device
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Every rank's per-image counts per rule, in dataset order (image ``indices`` travel with them).
+
+    Shape:
+        per rule: ``(tp, fp, fn)``, each (num_images, C) int64 on CPU.
+    """
+    names = list(accumulators)
+    num_classes = next(iter(accumulators.values())).num_classes if names else 0
+    parts = [torch.tensor(indices, dtype=torch.int64).view(-1, 1)]
+    for name in names:
+        parts += list(accumulators[name].counts())
+    rows = torch.cat(parts, 1) if names else parts[0]
+    rows = gather_rows(rows.to(device), info).cpu()
+    rows = rows[rows[:, 0].argsort(stable=True)]
+    out = {}
+    for k, name in enumerate(names):
+        block = rows[:, 1 + 3 * k * num_classes : 1 + 3 * (k + 1) * num_classes]
+        out[name] = (block[:, :num_classes], block[:, num_classes : 2 * num_classes], block[:, 2 * num_classes :])
+    return out
+
+
 @torch.no_grad()
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate the checkpoint ``cfg.ckpt_path`` on ``cfg.dataset``'s val split with every rule in
     ``cfg.predict``, print the report and merge the scores into ``cfg.results_dir/metrics.json``.
+
+    Under ``torchrun`` every rank runs this function; rank 0 prints and writes, all ranks return the result.
 
     Raises:
         CheckpointNotFoundError: no checkpoint (the message holds the train command that creates it).
@@ -129,7 +158,12 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
             f"no checkpoint at {ckpt_path}. Train it first with:\n    {train_command(cfg)}\n"
             f"or point to one with ckpt_path=..."
         )
-    device = resolve_device(cfg.device)
+    with process_group(str(cfg.device)) as (info, device):
+        return _evaluate(cfg, ckpt_path, info, device)
+
+
+def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.device) -> dict[str, Any]:
+    say = print if info.is_main else (lambda *args, **kwargs: None)
     state = load_checkpoint(ckpt_path, map_location="cpu")
     ckpt_config = state.get("config") or {}
     num_classes = int(cfg.dataset.num_classes)
@@ -142,16 +176,14 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     model.load_state_dict(state["model"])
     model.to(device).eval()
     if ckpt_config.get("model", {}).get("name", cfg.model.name) != cfg.model.name:
-        print(
-            f"note: checkpoint holds model {ckpt_config['model']['name']!r}, config says {cfg.model.name!r}"
-        )
+        say(f"note: checkpoint holds model {ckpt_config['model']['name']!r}, config says {cfg.model.name!r}")
     activation, proper = _loss_meta(ckpt_config, cfg)
 
     rules = build_rules(cfg.predict)
     if not proper and not cfg.force_rankdice:
         skipped = [name for name, rule in rules.items() if rule.requires_proper]
         if skipped:
-            print(
+            say(
                 f"skipping {', '.join(skipped)}: loss {cfg.loss.name!r} is not strictly proper, so its "
                 "outputs are not calibrated probabilities (paper: '/'); force_rankdice=true runs them anyway"
             )
@@ -170,19 +202,23 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     running = {name: [0.0, 0] for name in rules}  # sum and count of per-image mDice, for the progress bar
     coi_index = list(range(num_classes)) if coi is None or coi == "all" else list(coi)
 
+    sampler = ShardedBatchSampler(len(val_set), int(cfg.batch_size), info.rank, info.world_size)
     loader = DataLoader(
         val_set,
-        batch_size=int(cfg.batch_size),
-        shuffle=False,
+        batch_sampler=sampler,
         num_workers=int(cfg.dataset.num_workers),
         pin_memory=device.type == "cuda",
     )
     use_amp = bool(cfg.amp) and device.type == "cuda"
-    bar = tqdm(loader, desc=f"evaluate {cfg.model.name}/{cfg.loss.name}", dynamic_ncols=True)
-    for images, targets in bar:
+    indices: list[int] = []  # dataset index of every counted image, in this rank's order
+    bar = tqdm(
+        loader, desc=f"evaluate {cfg.model.name}/{cfg.loss.name}", dynamic_ncols=True, disable=not info.is_main
+    )
+    for batch_indices, (images, targets) in zip(sampler.batches(), bar, strict=True):
         targets = targets.to(device, non_blocking=True)
         if bool((targets == ignore_index).all()):
             continue  # as the reference tester: a batch without labelled pixels is skipped
+        indices += batch_indices
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             logits = model_logits(model(images.to(device, non_blocking=True)))
         probs = probabilities(logits, activation)
@@ -195,12 +231,29 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
             running[name][1] += int(ok.sum())
         bar.set_postfix({f"mDice[{n}]": f"{s / max(c, 1):.3f}" for n, (s, c) in running.items()})
     bar.close()
+    counts = gather_counts(accumulators, indices, info, device)
 
+    merged = None
+    if info.is_main:
+        merged = _report(cfg, ckpt_path, counts, coi, reference_ignore)
+    return broadcast_object(merged, info)
+
+
+def _report(
+    cfg: DictConfig,
+    ckpt_path: Path,
+    counts: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    coi: Any,
+    reference_ignore: bool,
+) -> dict[str, Any]:
+    """Aggregate, print the table, merge into ``metrics.json`` and render ``class_scores.csv``."""
     class_names = [str(n) for n in cfg.dataset.class_names]
     commit = git_commit()
     records = {
-        name: _rule_record(acc.compute(), class_names, str(ckpt_path), commit, reference_ignore)
-        for name, acc in accumulators.items()
+        name: _rule_record(
+            aggregate(*stats, classes_of_interest=coi), class_names, str(ckpt_path), commit, reference_ignore
+        )
+        for name, stats in counts.items()
     }
     title = (
         f"Results for model {cfg.model.name} + loss {cfg.loss.name} on {cfg.dataset.name} val "

@@ -2,7 +2,10 @@
 AMP on CUDA, atomic checkpoints at ``cfg.ckpt_path`` that an interrupted run resumes from.
 
 Run through ``python train.py ...`` (see ``configs/train.yaml``) or call :func:`run_training` with a composed
-config.
+config. ``torchrun --nproc_per_node=N train.py ...`` trains with DistributedDataParallel: ``batch_size`` stays
+the global batch (each rank takes ``batch_size / N`` of every single-process batch), so iterations, the
+schedule and checkpoints are those of one process and a run may resume at another world size; rank 0 logs
+and writes the checkpoint while the others wait. ``sync_bn=true`` switches BatchNorm to SyncBatchNorm (CUDA).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -24,11 +29,11 @@ from rankseg.engine.build import (
     build_loss,
     build_model,
     param_groups,
-    resolve_device,
     seed_everything,
     seed_worker,
 )
 from rankseg.engine.checkpoint import check_num_classes, check_same_model, load_checkpoint, save_checkpoint
+from rankseg.engine.distributed import DistInfo, all_reduce_sum, any_rank, barrier, process_group
 from rankseg.engine.runfiles import git_commit
 
 
@@ -84,14 +89,29 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.dataset``'s train split with ``cfg.loss``; resume from ``cfg.ckpt_path``.
 
     Stops at the end of training, after ``cfg.max_iters`` total iterations, or after ``cfg.max_minutes``;
-    in every case (and on Ctrl-C) the checkpoint is written first.
+    in every case (and on Ctrl-C) the checkpoint is written first. Under ``torchrun`` every rank runs this
+    function (see the module docstring); all ranks return the same numbers.
 
     Returns:
         ``checkpoint`` (path), ``start_iteration``, ``iteration``, ``epoch`` (completed), ``total_iters``,
         ``finished`` (all epochs done), ``stopped`` (reason), ``loss`` (mean over this invocation's
-        iterations, NaN if none).
+        iterations and all ranks, NaN if none), ``world_size``.
     """
-    device = resolve_device(cfg.device)
+    with process_group(str(cfg.device)) as (info, device):
+        return _train(cfg, info, device)
+
+
+def _maybe_sync_bn(model: nn.Module, cfg: DictConfig, info: DistInfo, device: torch.device) -> nn.Module:
+    if not cfg.get("sync_bn", False) or not info.distributed:
+        return model
+    if device.type != "cuda":
+        if info.is_main:
+            print("note: sync_bn=true needs CUDA (torch's SyncBatchNorm); keeping per-process BatchNorm")
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, Any]:
     seed_everything(int(cfg.seed))
     train_set = build_dataset(cfg.dataset, "train")
     batch_size = int(cfg.batch_size)
@@ -99,16 +119,22 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"the train split of dataset {cfg.dataset.name!r} is empty")
     # drop_last avoids a batch of one, which BatchNorm cannot normalise; tiny datasets keep their only batch.
     drop_last = len(train_set) > batch_size
+    if info.distributed and (batch_size % info.world_size or not drop_last):
+        raise ValueError(
+            f"distributed training splits each batch of batch_size={batch_size} over {info.world_size} "
+            f"processes: it must be a multiple of the world size and smaller than the train split "
+            f"({len(train_set)} samples)"
+        )
+    rank_batch = batch_size // info.world_size
     iters_per_epoch = len(train_set) // batch_size if drop_last else 1
     total_iters = int(cfg.epochs) * iters_per_epoch
 
-    model = build_model(cfg.model).to(device)
+    net = build_model(cfg.model).to(device)
+    net = _maybe_sync_bn(net, cfg, info, device)
     loss_fn = build_loss(cfg.loss).to(device)
     opt_cfg = cfg.optimizer
     optimizer = torch.optim.SGD(
-        param_groups(
-            model, list(cfg.model.get("backbone_prefixes", [])), opt_cfg.lr, opt_cfg.backbone_lr_mult
-        ),
+        param_groups(net, list(cfg.model.get("backbone_prefixes", [])), opt_cfg.lr, opt_cfg.backbone_lr_mult),
         lr=opt_cfg.lr,
         momentum=opt_cfg.momentum,
         weight_decay=opt_cfg.weight_decay,
@@ -126,37 +152,50 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             state["config"]["dataset"]["num_classes"], cfg.dataset.num_classes, ckpt_path, cfg.dataset.name
         )
         check_same_model(state["config"]["model"], OmegaConf.to_container(cfg.model, resolve=True), ckpt_path)
-        model.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])  # before DDP wraps it: the keys carry no "module." prefix
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         iteration = int(state["iteration"])
-        print(f"resuming from {ckpt_path} at epoch {state['epoch']}, iteration {iteration}/{total_iters}")
+        if info.is_main:
+            print(f"resuming from {ckpt_path} at epoch {state['epoch']}, iteration {iteration}/{total_iters}")
+    barrier(info)  # every rank has read the checkpoint before rank 0 may replace it
+    # DDP broadcasts rank 0's weights at construction; the checkpoint always holds the unwrapped module's.
+    model: nn.Module = net
+    if info.distributed:
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        # Shared seed for the weights above, rank-specific seed for the augmentations below.
+        seed_everything(int(cfg.seed) + info.rank)
     start_iteration = iteration
     resolved = OmegaConf.to_container(cfg, resolve=True)
     commit = git_commit()
 
-    def save(reason: str) -> None:
-        save_checkpoint(
-            ckpt_path,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": iteration // iters_per_epoch,
-                "iteration": iteration,
-                "iters_per_epoch": iters_per_epoch,
-                "total_iters": total_iters,
-                "finished": iteration >= total_iters,
-                "reason": reason,
-                "config": resolved,
-                "seed": int(cfg.seed),
-                "commit": commit,
-            },
-        )
+    def save(reason: str, wait: bool = True) -> None:
+        if info.is_main:
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "epoch": iteration // iters_per_epoch,
+                    "iteration": iteration,
+                    "iters_per_epoch": iters_per_epoch,
+                    "total_iters": total_iters,
+                    "finished": iteration >= total_iters,
+                    "reason": reason,
+                    "config": resolved,
+                    "seed": int(cfg.seed),
+                    "commit": commit,
+                    "world_size": info.world_size,
+                },
+            )
+        if wait:
+            barrier(info)
 
-    logger = make_logger(cfg, f"{cfg.dataset.name}-{cfg.model.name}-{cfg.loss.name}")
+    run_name = f"{cfg.dataset.name}-{cfg.model.name}-{cfg.loss.name}"
+    logger = make_logger(cfg, run_name) if info.is_main else _NullLogger()
     max_iters = total_iters if cfg.get("max_iters") is None else min(int(cfg.max_iters), total_iters)
     deadline = math.inf if cfg.get("max_minutes") is None else time.monotonic() + 60 * float(cfg.max_minutes)
     save_every = 60 * float(cfg.get("save_every_minutes") or math.inf)
@@ -168,21 +207,33 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         initial=iteration,
         desc=f"train {cfg.model.name}/{cfg.loss.name}",
         dynamic_ncols=True,
+        disable=not info.is_main,
     )
     model.train()
     try:
         while iteration < max_iters:
             epoch, offset = divmod(iteration, iters_per_epoch)
+            sampler = EpochSampler(
+                len(train_set),
+                int(cfg.seed),
+                epoch,
+                start=offset * batch_size,
+                rank=info.rank,
+                world_size=info.world_size,
+                batch_size=batch_size,
+            )
+            sampler.set_epoch(epoch)
             loader = DataLoader(
                 train_set,
-                batch_size=batch_size,
-                sampler=EpochSampler(len(train_set), int(cfg.seed), epoch, start=offset * batch_size),
+                batch_size=rank_batch,
+                sampler=sampler,
                 drop_last=drop_last,
                 num_workers=int(cfg.dataset.num_workers),
                 pin_memory=device.type == "cuda",
                 worker_init_fn=seed_worker,
-                generator=torch.Generator().manual_seed(int(cfg.seed) + epoch),
+                generator=torch.Generator().manual_seed(int(cfg.seed) + epoch + 1_000_003 * info.rank),
             )
+            time_up = False
             for images, targets in loader:
                 images = images.to(device, non_blocking=True)
                 targets = targets.to(device, non_blocking=True)
@@ -199,16 +250,18 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
                 if iteration % log_every == 0:
-                    logger.log(
-                        {"train/loss": value, "train/lr": optimizer.param_groups[0]["lr"]}, step=iteration
-                    )
+                    mean_loss = all_reduce_sum([value], info, device)[0] / info.world_size
+                    lr = optimizer.param_groups[0]["lr"]
+                    logger.log({"train/loss": mean_loss, "train/lr": lr}, step=iteration)
                 now = time.monotonic()
-                if iteration >= max_iters or now >= deadline:
+                # Every rank must stop and save at the same iteration: the clocks are OR-ed across ranks.
+                time_up, save_due = any_rank([now >= deadline, now - last_save >= save_every], info, device)
+                if iteration >= max_iters or time_up:
                     break
-                if now - last_save >= save_every:
+                if save_due:
                     save("periodic")
                     last_save = now
-            if time.monotonic() >= deadline and iteration < max_iters:
+            if time_up and iteration < max_iters:
                 stopped = "max_minutes"
                 break
             if iteration % iters_per_epoch == 0:
@@ -220,14 +273,16 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             stopped = "max_iters"
     except KeyboardInterrupt:
         stopped = "interrupted"
-        save(stopped)
+        save(stopped, wait=False)  # the other ranks may be gone already
         bar.close()
         logger.finish()
         raise
     save(stopped)
     bar.close()
     logger.finish()
-    print(f"checkpoint ({stopped}, iteration {iteration}/{total_iters}): {ckpt_path}")
+    loss_sum, loss_count = all_reduce_sum([loss_sum, loss_count], info, device)
+    if info.is_main:
+        print(f"checkpoint ({stopped}, iteration {iteration}/{total_iters}): {ckpt_path}")
     return {
         "checkpoint": str(ckpt_path),
         "start_iteration": start_iteration,
@@ -237,4 +292,5 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         "finished": iteration >= total_iters,
         "stopped": stopped,
         "loss": loss_sum / loss_count if loss_count else float("nan"),
+        "world_size": info.world_size,
     }
