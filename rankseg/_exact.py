@@ -39,6 +39,8 @@ _TINY = 1e-300
 # Probabilities above this are always handled directly; the power series of log(1 - p y) for smaller ones
 # needs at most ~35 terms for 1e-17 accuracy.
 _SERIES_MAX_P = 0.33
+# Rows whose nodes keep y = 1 - e^(-t) below this are summed as power series in p y (<= 40 terms).
+_SERIES_MAX_Y = 0.38
 
 
 def _one_minus_py(p: torch.Tensor, emt: torch.Tensor) -> torch.Tensor:
@@ -66,6 +68,10 @@ def _set_node_sums(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """log G, H_A and sum_{i in A} log(1 - p_i y) at every node, for arbitrary sets A.
 
+    Rows whose nodes all have small y = 1 - e^(-t) (large sets: their integrands decay fast) use power sums
+    of p over the row and over A (a few passes, then small matrix products); the others are evaluated node by
+    node.
+
     Shape:
         p: (r, d) float64.  mask: (r, d) bool.  t: (r, K).
         output: three (r, K) float64 tensors.
@@ -73,13 +79,39 @@ def _set_node_sums(
     log_g = torch.empty_like(t)
     h = torch.empty_like(t)
     log_a = torch.empty_like(t)
-    emt = torch.exp(-t)
-    for k in range(t.shape[1]):  # a loop over quadrature nodes, vectorised over rows and pixels
-        one = _one_minus_py(p, emt[:, k : k + 1])
-        lg = torch.log(one)
-        log_g[:, k] = lg.sum(1)
-        log_a[:, k] = torch.where(mask, lg, 0).sum(1)
-        h[:, k] = torch.where(mask, p / one, 0).sum(1)
+    y = -torch.expm1(-t)
+    y_max = y.amax(1) if t.shape[1] else torch.zeros(t.shape[0], dtype=t.dtype, device=t.device)
+    series = y_max <= _SERIES_MAX_Y
+    if bool(series.any()):
+        ids = series.nonzero().squeeze(1)
+        terms = max(1, math.ceil(math.log(1e-17) / math.log(max(float(y_max[ids].max()), 1e-300))))
+        ps, ms, ys = p[ids], mask[ids], y[ids]
+        total = torch.empty(ids.numel(), terms + 1, dtype=_F64, device=p.device)
+        in_set = torch.empty_like(total)
+        q = ps.clone()
+        for m in range(terms + 1):  # P_m over the row and over A, m = 1 .. terms + 1
+            total[:, m] = q.sum(1)
+            in_set[:, m] = torch.where(ms, q, 0).sum(1)
+            if m < terms:
+                q.mul_(ps)
+        del q
+        powers = torch.arange(terms + 1, device=p.device, dtype=_F64)
+        y_pow = ys.unsqueeze(2) ** powers  # (n, K, terms + 1): y^0 .. y^terms
+        inv_m = 1 / (powers[:terms] + 1)
+        log_g[ids] = -torch.einsum("nm,nkm->nk", total[:, :terms] * inv_m, y_pow[:, :, 1:])
+        log_a[ids] = -torch.einsum("nm,nkm->nk", in_set[:, :terms] * inv_m, y_pow[:, :, 1:])
+        h[ids] = torch.einsum("nm,nkm->nk", in_set, y_pow)
+    if bool((~series).any()):
+        ids = (~series).nonzero().squeeze(1)
+        ps, ms, emt = p[ids], mask[ids], torch.exp(-t[ids])
+        lg_out, la_out, h_out = (torch.empty_like(emt) for _ in range(3))
+        for k in range(t.shape[1]):  # a loop over quadrature nodes, vectorised over rows and pixels
+            one = _one_minus_py(ps, emt[:, k : k + 1])
+            lg = torch.log(one)
+            lg_out[:, k] = lg.sum(1)
+            la_out[:, k] = torch.where(ms, lg, 0).sum(1)
+            h_out[:, k] = torch.where(ms, ps / one, 0).sum(1)
+        log_g[ids], log_a[ids], h[ids] = lg_out, la_out, h_out
     return log_g, h, log_a
 
 
