@@ -19,7 +19,7 @@ from rankseg.data.fake import make_fake_dataset
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DATASETS = {
     "cityscapes": (CityscapesSegmentation, 512, 512, 6, 300),
-    "voc2012": (VOCSegmentation, 480, 380, 8, 300),
+    "voc2012": (VOCSegmentation, 480, 384, 8, 300),  # protocol 380, rounded up for smp
     "kvasir_seg": (KvasirSegmentation, 320, 320, 8, 150),
     "synthetic": (SyntheticSegmentation, 64, 64, 16, None),
 }

@@ -23,7 +23,7 @@ TABLES = ("cityscapes", "voc2012", "kvasir_seg")
 # paper_protocol §3: (epochs, train batch, train crop, eval batch, eval crop, classes)
 PROTOCOL = {
     "cityscapes": (300, 6, 512, 6, 512, 19),
-    "voc2012": (300, 8, 380, 8, 480, 21),
+    "voc2012": (300, 8, 384, 8, 480, 21),  # protocol 380, rounded up to a multiple of 16 for smp
     "kvasir_seg": (150, 8, 320, 8, 320, 2),
 }
 SYNTHETIC_MODEL_KEY = "experiment/light_model@light_model"
