@@ -39,15 +39,9 @@ SMALL = (2, 256)
 
 def machine(device: torch.device) -> str:
     """CPU model and core count, plus the GPU name on CUDA."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads"
+    from rankseg.experiments.machine import cpu_model
+
+    text = f"{cpu_model()}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads"
     if device.type == "cuda":
         text = f"{torch.cuda.get_device_name(device)}; host {text}"
     return f"{text}; torch {torch.__version__}, {platform.system()} {platform.release()}"

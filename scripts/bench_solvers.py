@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -62,9 +61,15 @@ CASES = [
 OFFICIAL_SKIP = {"exact dice multilabel", "exact dice multiclass", "exact iou multiclass"}
 
 
+INPUT_KIND = os.environ.get("BENCH_INPUT", "smooth")
+
+
 def make_input(shape: tuple[int, ...], device: str, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     b, c, h, w = shape
+    if INPUT_KIND == "noise":  # softmax(randn): the input of the reference's CPU timings
+        logits = torch.randn(b, c, h, w, generator=gen)
+        return (logits.sigmoid() if c == 1 else logits.softmax(1)).to(device)
     coarse = torch.randn(b, c, max(h // 16, 2), max(w // 16, 2), generator=gen) * 4
     logits = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
     probs = logits.sigmoid() if c == 1 else logits.softmax(1)
@@ -140,17 +145,9 @@ def _subprocess(args: list[str], pythonpath: str | None) -> dict:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    )
+    from rankseg.experiments.machine import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def render(results: dict, memory: dict, shapes: dict, args, official: bool, device_name: str) -> str:
@@ -158,8 +155,9 @@ def render(results: dict, memory: dict, shapes: dict, args, official: bool, devi
         "# Solver benchmark",
         "",
         f"Machine: {device_name}. Command: `python scripts/bench_solvers.py {' '.join(sys.argv[1:])}`.",
-        f"Median of {args.repeats} runs after a warm-up, milliseconds; inputs: softmax of smooth random logits "
-        "(see the script). 'x argmax' is our time over argmax's; 'speed-up' is 0.0.8's time over ours "
+        f"Median of {args.repeats} runs after a warm-up, milliseconds; inputs: "
+        + ("softmax of smooth random logits" if args.input == "smooth" else "softmax(randn) (white-noise logits)")
+        + " (see the script). 'x argmax' is our time over argmax's; 'speed-up' is 0.0.8's time over ours "
         "(0.0.8 with `safe_screening=True` where that row exists). Peak extra memory in MiB, one call each.",
         "",
     ]
@@ -217,12 +215,21 @@ def main() -> None:
     ap.add_argument("--memory", action="store_true", help="also measure peak extra memory per solver")
     ap.add_argument("--only", nargs="*", help="labels of the cases to run")
     ap.add_argument("--out", help="write the Markdown report here (and the raw numbers next to it as JSON)")
+    ap.add_argument(
+        "--input",
+        choices=["smooth", "noise"],
+        default="smooth",
+        help="smooth random logits (default) or softmax(randn), the reference's CPU input",
+    )
     ap.add_argument("--worker", choices=["time", "memory"], help=argparse.SUPPRESS)
     ap.add_argument("--impl", default="ours", help=argparse.SUPPRESS)
     ap.add_argument("--shape", help=argparse.SUPPRESS)
     ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    os.environ["BENCH_INPUT"] = args.input  # inherited by the worker subprocesses
+    global INPUT_KIND
+    INPUT_KIND = args.input
     shapes = GPU_SHAPES if args.device.startswith("cuda") else CPU_SHAPES
 
     if args.worker == "time":
@@ -233,7 +240,16 @@ def main() -> None:
         print(json.dumps(peak_memory(tuple(json.loads(args.shape)), args.device, kwargs)))
         return
 
-    common = ["--device", args.device, "--threads", str(args.threads), "--repeats", str(args.repeats)]
+    common = [
+        "--input",
+        args.input,
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+        "--repeats",
+        str(args.repeats),
+    ]
     if args.only:
         common += ["--only", *args.only]
     repo = str(Path(__file__).resolve().parents[1])

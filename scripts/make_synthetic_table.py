@@ -24,7 +24,6 @@ import csv
 import io
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -55,22 +54,12 @@ TIMING_COLUMNS = [
 ]
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo``), else :func:`platform.processor`."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info(device: str) -> dict[str, Any]:
     """Device, machine name, torch threads and version: what the timings of a cell depend on."""
     import torch
 
     from rankseg.engine.build import resolve_device
+    from rankseg.experiments.machine import cpu_model
 
     dev = resolve_device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{cpu_model()} ({os.cpu_count()} cores)"
