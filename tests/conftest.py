@@ -33,3 +33,24 @@ def compose_config(config_name: str, overrides: Sequence[str] = ()):
 def compose() -> Callable:
     """The :func:`compose_config` helper as a fixture."""
     return compose_config
+
+
+def smoke_overrides(root: Path, num_val: int = 8) -> list[str]:
+    """A tiny CPU setup under ``root``: 16 train / ``num_val`` val synthetic images of 32x32, batches of 4."""
+    return [
+        "dataset=synthetic",
+        f"paths.data_dir={root / 'data'}",
+        f"paths.checkpoint_dir={root / 'checkpoints'}",
+        f"paths.results_dir={root / 'results'}",
+        f"paths.output_dir={root / 'outputs'}",
+        "dataset.num_train=16",
+        f"dataset.num_val={num_val}",
+        "dataset.image_size=32",
+        "dataset.crop_size=32",
+        "dataset.train_crop_size=32",
+        "dataset.batch_size=4",
+        "dataset.eval_batch_size=4",
+        "dataset.epochs=2",
+        "model.encoder_name=mobilenet_v2",
+        "device=cpu",
+    ]

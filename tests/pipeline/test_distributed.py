@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import smoke_overrides
 
 from rankseg.engine.build import EpochSampler
 from rankseg.engine.checkpoint import load_checkpoint
@@ -53,24 +54,8 @@ def assert_same_numbers(a, b, path="metrics"):
 
 
 def tiny(root: Path) -> list[str]:
-    """test_train_evaluate's setup, with 10 val images: 3 batches (4, 4, 2 images), uneven over 2 ranks."""
-    return [
-        "dataset=synthetic",
-        f"paths.data_dir={root / 'data'}",
-        f"paths.checkpoint_dir={root / 'checkpoints'}",
-        f"paths.results_dir={root / 'results'}",
-        f"paths.output_dir={root / 'outputs'}",
-        "dataset.num_train=16",
-        "dataset.num_val=10",
-        "dataset.image_size=32",
-        "dataset.crop_size=32",
-        "dataset.train_crop_size=32",
-        "dataset.batch_size=4",
-        "dataset.eval_batch_size=4",
-        "dataset.epochs=2",
-        "model.encoder_name=mobilenet_v2",
-        "device=cpu",
-    ]
+    """The pipeline tests' setup with 10 val images: 3 batches (4, 4, 2 images), uneven over 2 ranks."""
+    return smoke_overrides(root, num_val=10)
 
 
 @pytest.fixture(scope="module")

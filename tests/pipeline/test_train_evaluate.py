@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import smoke_overrides
 
 from rankseg.engine import CheckpointError, CheckpointNotFoundError, ClassCountMismatchError, user_errors
 from rankseg.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -18,26 +19,6 @@ from rankseg.engine.train import poly_factor, run_training
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RULE_KEYS = {"mdice", "miou", "dataset_dice", "dataset_iou", "class_dice", "class_iou"}
 CLASSES = ["background", "disc", "square", "triangle", "speck"]
-
-
-def smoke_overrides(root: Path) -> list[str]:
-    return [
-        "dataset=synthetic",
-        f"paths.data_dir={root / 'data'}",
-        f"paths.checkpoint_dir={root / 'checkpoints'}",
-        f"paths.results_dir={root / 'results'}",
-        f"paths.output_dir={root / 'outputs'}",
-        "dataset.num_train=16",
-        "dataset.num_val=8",
-        "dataset.image_size=32",
-        "dataset.crop_size=32",
-        "dataset.train_crop_size=32",
-        "dataset.batch_size=4",
-        "dataset.eval_batch_size=4",
-        "dataset.epochs=2",
-        "model.encoder_name=mobilenet_v2",
-        "device=cpu",
-    ]
 
 
 @pytest.fixture(scope="module")
