@@ -36,6 +36,20 @@ def owned_stats(probs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor,
     return tau, mass, count
 
 
+def _owner(masks: torch.Tensor) -> torch.Tensor:
+    """The selecting class of every pixel that exactly one class selects (other pixels: any value).
+
+    Shape: (B, C, d) bool -> (B, d) int64.
+    """
+    n_cls = masks.shape[1]
+    if n_cls > 256:
+        return masks.to(torch.uint8).argmax(1)
+    # Sum of the selecting classes' indices: exact where one class selects (wraps elsewhere, which is
+    # overwritten), and a plain reduction instead of a strided argmax over the class dimension.
+    classes = torch.arange(n_cls, dtype=torch.uint8, device=masks.device).view(1, n_cls, 1)
+    return (masks.view(torch.uint8) * classes).sum(1, dtype=torch.uint8).long()
+
+
 def resolve(
     probs: torch.Tensor,
     masks: torch.Tensor,
@@ -52,7 +66,7 @@ def resolve(
         output: (B, d) int64.
     """
     n_img, n_cls, _ = masks.shape
-    labels = masks.to(torch.uint8).argmax(1)  # the owner where count == 1
+    labels = _owner(masks)
     if unassigned_policy == "void":
         labels = torch.where(count == 0, torch.full_like(labels, void_index), labels)
         need = count >= 2
