@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from rankseg._common import row_chunks, row_sums64
+from rankseg._common import as_rows, prune_rows, row_chunks, row_sums64
 
 # delta(p, image_index) -> increments: p is (n, C) probabilities of n pixels, image_index (n,) their image.
 DeltaFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -87,3 +87,33 @@ def resolve(
         gain = torch.where(eligible, gain, torch.full_like(gain, -float("inf")))
         labels[bi, pi] = gain.argmax(1)
     return labels
+
+
+def solve(
+    probs: torch.Tensor,
+    row_masks: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    deltas: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, DeltaFn]],
+    output_mode: str,
+    pruning_prob: float,
+    unassigned_policy: str,
+    void_index: int,
+    delta_bytes_per_pixel: int,
+) -> torch.Tensor:
+    """Run a per-row solver and shape its output: bool masks (multilabel) or a resolved label map (multiclass).
+
+    Args:
+        probs: (B, C, *spatial) probabilities.
+        row_masks: ``(rows, solve) -> masks`` on the (B * C, d) row view; rows with ``solve`` False stay empty.
+        deltas: ``(probs (B, C, d), masks (B, C, d)) -> (count, delta)``, the solver's own increments.
+        delta_bytes_per_pixel: temporary bytes ``delta`` needs per pixel and class (sizes its chunks).
+    """
+    n_img, n_cls = probs.shape[:2]
+    rows = as_rows(probs)
+    masks = row_masks(rows, prune_rows(rows, pruning_prob))
+    if output_mode == "multilabel":
+        return masks.reshape(probs.shape)
+    flat = rows.reshape(n_img, n_cls, rows.shape[1])
+    masks = masks.reshape(n_img, n_cls, rows.shape[1])
+    count, delta = deltas(flat, masks)
+    labels = resolve(flat, masks, count, delta, unassigned_policy, void_index, delta_bytes_per_pixel)
+    return labels.reshape((n_img,) + tuple(probs.shape[2:]))

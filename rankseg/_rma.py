@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from rankseg import _multiclass
-from rankseg._common import as_rows, prune_rows, row_chunks, row_sums64, sort_descending, threshold_below, top_tau_mask
+from rankseg._common import row_chunks, row_sums64, sort_descending, threshold_below, top_tau_mask
 from rankseg._validation import (
     check_policy,
     check_prob_values,
@@ -241,9 +241,7 @@ def rankseg_rma(
     if unassigned_policy == "void" and output_mode != "multiclass":
         raise ValueError("unassigned_policy='void' is only supported when output_mode='multiclass'")
     if void_index != 255 and (output_mode != "multiclass" or unassigned_policy != "void"):
-        raise ValueError(
-            "a non-default void_index requires output_mode='multiclass' and unassigned_policy='void'"
-        )
+        raise ValueError("a non-default void_index requires output_mode='multiclass' and unassigned_policy='void'")
     smooth = check_smooth(smooth)
     pruning_prob = check_pruning_prob(pruning_prob)
     check_safe_screening(safe_screening)
@@ -255,14 +253,14 @@ def rankseg_rma(
 
 
 def _rma(probs, metric, smooth, output_mode, pruning_prob, unassigned_policy, void_index) -> torch.Tensor:
-    n_img, n_cls = probs.shape[:2]
-    rows = as_rows(probs)
-    masks = rma_row_masks(rows, metric, smooth, prune_rows(rows, pruning_prob))
-    if output_mode == "multilabel":
-        return masks.reshape(probs.shape)
-    flat = rows.reshape(n_img, n_cls, rows.shape[1])
-    masks = masks.reshape(n_img, n_cls, rows.shape[1])
-    count, delta = rma_delta(flat, masks, metric, smooth)
-    # ~40 bytes per pixel and class: gathered probabilities, masks and float64 gains.
-    labels = _multiclass.resolve(flat, masks, count, delta, unassigned_policy, void_index, 8 * 5)
-    return labels.reshape((n_img,) + tuple(probs.shape[2:]))
+    # ~40 bytes per pixel and class for the increments: gathered probabilities, masks and float64 gains.
+    return _multiclass.solve(
+        probs,
+        lambda rows, solve: rma_row_masks(rows, metric, smooth, solve),
+        lambda flat, masks: rma_delta(flat, masks, metric, smooth),
+        output_mode,
+        pruning_prob,
+        unassigned_policy,
+        void_index,
+        8 * 5,
+    )

@@ -8,7 +8,6 @@ from typing import Any
 import torch
 
 from rankseg import _exact, _multiclass, _rma
-from rankseg._common import as_rows, prune_rows
 from rankseg._validation import (
     check_eps,
     check_policy,
@@ -65,9 +64,7 @@ def rankseg(
         check_prob_values(probs)
         from rankseg._ba import rankdice_ba
 
-        return rankdice_ba(
-            probs, solver=call.solver, smooth=call.smooth, eps=eps, pruning_prob=call.pruning_prob
-        )
+        return rankdice_ba(probs, solver=call.solver, smooth=call.smooth, eps=eps, pruning_prob=call.pruning_prob)
 
     check_prob_values(probs)
     if call.metric == "accuracy":
@@ -81,12 +78,8 @@ def rankseg(
             params.get("unassigned_policy", "max_score"), params.get("void_index", 255), probs.shape[1]
         )
     if call.solver == "rma":
-        return _rma._rma(
-            probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index
-        )
-    return _exact_solve(
-        probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index
-    )
+        return _rma._rma(probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index)
+    return _exact_solve(probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index)
 
 
 def _accuracy(probs: torch.Tensor, solver: str, output_mode: str) -> torch.Tensor:
@@ -101,13 +94,14 @@ def _accuracy(probs: torch.Tensor, solver: str, output_mode: str) -> torch.Tenso
 
 
 def _exact_solve(probs, metric, smooth, output_mode, pruning_prob, policy, void_index) -> torch.Tensor:
-    n_img, n_cls = probs.shape[:2]
-    rows = as_rows(probs)
-    masks = _exact.exact_row_masks(rows, metric, smooth, prune_rows(rows, pruning_prob))
-    if output_mode == "multilabel":
-        return masks.reshape(probs.shape)
-    flat = rows.reshape(n_img, n_cls, rows.shape[1])
-    masks = masks.reshape(n_img, n_cls, rows.shape[1])
-    count, delta = _exact.exact_delta(flat, masks, metric, smooth)
-    labels = _multiclass.resolve(flat, masks, count, delta, policy, void_index, 8 * 400)
-    return labels.reshape((n_img,) + tuple(probs.shape[2:]))
+    # the exact increments hold one float64 per quadrature node (~75) and a few temporaries per pixel and class
+    return _multiclass.solve(
+        probs,
+        lambda rows, solve: _exact.exact_row_masks(rows, metric, smooth, solve),
+        lambda flat, masks: _exact.exact_delta(flat, masks, metric, smooth),
+        output_mode,
+        pruning_prob,
+        policy,
+        void_index,
+        8 * 400,
+    )
