@@ -148,7 +148,8 @@ def sort_descending(p: torch.Tensor) -> torch.Tensor:
         dst[block].sort(axis=1)
         np.negative(dst[block], out=dst[block])
 
-    n_threads = max(1, min(torch.get_num_threads(), n_rows))
+    # Small blocks (partial sorts of a band) are not worth a thread pool.
+    n_threads = max(1, min(torch.get_num_threads(), n_rows, p.numel() // 2**17))
     bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
     blocks = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
     if n_threads == 1:

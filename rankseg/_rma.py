@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 
 from rankseg import _multiclass
-from rankseg._common import row_chunks, row_sums64, sort_descending, threshold_below, top_tau_mask
+from rankseg._band import Ratio, band_dinkelbach, band_for_bracket, estimate, mask_above, ratio_bracket, sample
+from rankseg._common import row_chunks, row_sums64, sort_descending, top_tau_mask
 from rankseg._validation import (
     check_policy,
     check_prob_values,
@@ -30,108 +31,27 @@ from rankseg._validation import (
 
 __all__ = ["rankseg_rma"]
 
-_MAX_ITERS = 200
+def _ratio_masks(p: torch.Tensor, metric: str, smooth: float, width: int) -> torch.Tensor:
+    """RMA masks for the ratio objectives (Dice with s = 0, IoU with any s), without sorting.
 
-
-class _Ratio:
-    """The ratio objective of one metric: score(S, n), the cut c(v) and F(v) = max_A [num(A) - v den(A)].
-
-    Dice (s = 0): num = 2 S, den = mu + 1 + n, c(v) = v / 2.
-    IoU: num = S + s, den = mu + s + n - S, c(v) = v / (1 + v).
-    F is convex, decreasing, F(v*) = 0 at the optimal score v*, its slope is at most -(mu + 1) (Dice) or
-    -(mu + s) (IoU), and F(v) = k(v) * sum_i max(p_i - c(v), 0) + const(v) needs one cheap pass.
-    """
-
-    def __init__(self, metric: str, smooth: float, mu: torch.Tensor) -> None:
-        self.dice = metric == "dice"
-        self.s = smooth
-        self.mu = mu
-        self.slope = mu + 1 if self.dice else (mu + smooth).clamp_min(1e-300)
-
-    def score(self, total: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        if self.dice:
-            return 2 * total / (self.mu + n + 1)
-        den = self.mu - total + n + self.s
-        return torch.where(den > 0, (total + self.s) / den.clamp_min(1e-300), torch.zeros_like(den))
-
-    def cut(self, v: torch.Tensor) -> torch.Tensor:
-        return v / 2 if self.dice else v / (1 + v)
-
-    def f_from_excess(self, v: torch.Tensor, excess: torch.Tensor) -> torch.Tensor:
-        """F(v) from excess = sum_i max(p_i - c(v), 0)."""
-        if self.dice:
-            return 2 * excess - v * (self.mu + 1)
-        return (1 + v) * excess + self.s - v * (self.mu + self.s)
-
-
-def _dinkelbach(p: torch.Tensor, obj: _Ratio, thr: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Iterate v <- score({p > c(v)}) from the set {p > thr} until the set stops changing.
-
-    ``p`` may be zero-padded (zeros are never selected because thresholds are >= 0) and only entries where
-    ``valid`` is True are counted. Returns the final cut in float64; the optimal set is {p > cut}.
-    """
-    f64 = torch.float64
-    sel = (p > thr.unsqueeze(1)) & valid
-    n = sel.sum(1)
-    for _ in range(_MAX_ITERS):
-        cut = obj.cut(obj.score(torch.where(sel, p, 0).sum(1, dtype=f64), n.to(f64)))
-        sel = (p > cut.unsqueeze(1)) & valid
-        n_new = sel.sum(1)
-        if torch.equal(n_new, n):
-            break  # the selected set no longer changes: its score is optimal
-        n = n_new
-    return cut
-
-
-def _ratio_cut(p: torch.Tensor, metric: str, smooth: float) -> torch.Tensor:
-    """Optimal threshold per row for the ratio objectives (Dice with s = 0, IoU): select p > result.
-
-    Phase 1 brackets the optimal score v* from below with secant steps on F (one clamp-and-sum pass each;
-    from the left of the root of a convex decreasing F every secant step stays a lower bound). Phase 2 gathers
-    the pixels above the lower bound's cut (a superset of the optimal set, usually only slightly larger) and
-    runs the exact Dinkelbach iteration on them. F at the lower bound is recomputed exactly on the gathered
-    pixels; a row where float32 rounding broke the bound falls back to the iteration over the whole row.
+    The optimum is a threshold on p (see :mod:`rankseg._band`): a sample and one exact pass bracket the
+    optimal score, the pixels whose values lie between the bracket's cuts are gathered, and Dinkelbach steps
+    on them alone find the cut of the smallest optimal set (the sort-based rule's smaller-tau tie).
 
     Shape:
-        p: (r, d) float32/float64.  output: (r,) in p's dtype.
+        p: (r, d) float32/float64.  output: (r, d) bool.
     """
     f64 = torch.float64
-    obj = _Ratio(metric, smooth, p.sum(1, dtype=f64))
-    d = p.shape[1]
-    # v0 = 0 (F = num of the empty set's bound) and v1 = score of the whole row: both lower bounds.
-    v_prev = torch.zeros_like(obj.mu)
-    f_prev = 2 * obj.mu if obj.dice else obj.mu + smooth
-    v = obj.score(obj.mu, torch.full_like(obj.mu, d))
-    for _ in range(_MAX_ITERS):
-        c = obj.cut(v).to(p.dtype).unsqueeze(1)
-        f = obj.f_from_excess(v, (p - c).clamp_min_(0).sum(1, dtype=f64))
-        if bool(((f / obj.slope) <= 1e-4 * v).all()):
-            break
-        step = f * (v - v_prev) / (f_prev - f).clamp_min(1e-300)
-        v_prev, f_prev = v, f
-        v = torch.where(f > 0, v + step, v)
-    v_lo = (v * (1 - 1e-6)).clamp_min(0)
-
-    cut_lo = obj.cut(v_lo)
-    thr = threshold_below(cut_lo, p.dtype)
-    sel = p > thr.unsqueeze(1)
-    n = sel.sum(1)
-    vals = p[sel]
-    pos = torch.arange(vals.numel(), device=p.device) - torch.repeat_interleave(n.cumsum(0) - n, n)
-    rid = torch.repeat_interleave(torch.arange(p.shape[0], device=p.device), n)
-    packed = torch.zeros(p.shape[0], int(n.max()) if n.numel() else 0, dtype=p.dtype, device=p.device)
-    packed[rid, pos] = vals
-    valid = torch.zeros(packed.shape, dtype=torch.bool, device=p.device)
-    valid[rid, pos] = True
-    excess = torch.where(valid, packed.to(f64) - cut_lo.unsqueeze(1), 0).sum(1)
-    ok = obj.f_from_excess(v_lo, excess) >= 0
-    cut = _dinkelbach(packed, obj, thr, valid)
-    if not bool(ok.all()):
-        bad = (~ok).nonzero().squeeze(1)
-        sub = _Ratio(metric, smooth, obj.mu[bad])
-        full = torch.ones(p[bad].shape, dtype=torch.bool, device=p.device)
-        cut[bad] = _dinkelbach(p[bad], sub, torch.full_like(sub.mu, 0.5).to(p.dtype), full)
-    return threshold_below(cut, p.dtype)
+    ratio = Ratio(metric, smooth, p.sum(1).to(f64))
+    # The best single pixel is a feasible set: its score is a floor for the prediction.
+    v = torch.maximum(
+        ratio.score(p.amax(1).to(f64), torch.ones_like(ratio.m)), estimate(sample(p, width), p.shape[1], ratio)
+    )
+    work = torch.empty_like(p)
+    bracket = ratio_bracket(p, ratio, v, work)
+    band = band_for_bracket(p, ratio, bracket, work=work, sort=False)
+    del work
+    return mask_above(band, band_dinkelbach(band, ratio, bracket.v_lo))
 
 
 def _dice_smooth_tau(vals: torch.Tensor, smooth: float) -> torch.Tensor:
@@ -150,29 +70,41 @@ def _dice_smooth_tau(vals: torch.Tensor, smooth: float) -> torch.Tensor:
     return score.argmax(1)
 
 
-def rma_row_masks(rows: torch.Tensor, metric: str, smooth: float, solve: torch.Tensor) -> torch.Tensor:
+def rma_row_masks(
+    rows: torch.Tensor, metric: str, smooth: float, solve: torch.Tensor, width: int = 1
+) -> torch.Tensor:
     """RMA masks for every row; rows with ``solve`` False stay empty.
+
+    Args:
+        width: the last spatial size (the sampling stride is chosen coprime with it).
 
     Shape:
         rows: (R, d) compute dtype.  solve: (R,) bool.  output: (R, d) bool.
     """
-    out = torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
+    n_rows, d = rows.shape
     idx = solve.nonzero().squeeze(1)
     if idx.numel() == 0:
-        return out
+        return torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
     input_bytes = rows.numel() * rows.element_size()
     use_sort = metric == "dice" and smooth > 0
-    # Measured peak temporaries per pixel of a chunk (float32 rows, including the output mask): the sort
-    # path ~61-67 bytes, the threshold path ~41-50 (float64 sums, packing of the candidate pixels).
-    per_row = rows.shape[1] * (72 if use_sort else 56)
+    # Peak temporaries per pixel of a chunk (float32 rows): the sort path ~61-67 bytes; the band path one
+    # row-sized scratch tensor (which also holds a bool temporary) besides the output mask.
+    per_row = d * (72 if use_sort else rows.element_size())
+    out = None
     for sl in row_chunks(idx.numel(), per_row, input_bytes, rows.device):
         ids = idx[sl]
-        p = rows[ids]
+        whole = ids.numel() == n_rows
+        p = rows.contiguous() if whole else rows[ids]
         if use_sort:
             vals = sort_descending(p)
-            out[ids] = top_tau_mask(p, vals, _dice_smooth_tau(vals, smooth))
+            masks = top_tau_mask(p, vals, _dice_smooth_tau(vals, smooth))
         else:
-            out[ids] = p > _ratio_cut(p, metric, smooth).unsqueeze(1)
+            masks = _ratio_masks(p, metric, smooth, width)
+        if whole:
+            return masks
+        if out is None:
+            out = torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
+        out[ids] = masks
     return out
 
 
@@ -256,7 +188,7 @@ def _rma(probs, metric, smooth, output_mode, pruning_prob, unassigned_policy, vo
     # ~40 bytes per pixel and class for the increments: gathered probabilities, masks and float64 gains.
     return _multiclass.solve(
         probs,
-        lambda rows, solve: rma_row_masks(rows, metric, smooth, solve),
+        lambda rows, solve: rma_row_masks(rows, metric, smooth, solve, probs.shape[-1]),
         lambda flat, masks: rma_delta(flat, masks, metric, smooth),
         output_mode,
         pruning_prob,

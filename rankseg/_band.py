@@ -1,0 +1,444 @@
+"""Partial sorts around a cut, so that no solver sorts whole rows.
+
+Every solver keeps the tau largest probabilities of a row, and each score it maximises depends on the row
+only through tau, the prefix sum S_tau of the sorted values and a few row-wide statistics. The optimum lies
+next to the cut of the RMA ratio problem (:class:`Ratio`), which is found without sorting:
+
+1. a strided sample of each row predicts the optimal ratio score v (:func:`estimate`);
+2. one exact pass counts and sums the pixels above cut(v) (:func:`count_sum_above`); a Dinkelbach step and
+   the convexity of the parametric function turn that into a certified bracket [v_lo, v_hi] of the optimal
+   score, a few percent wide (:func:`ratio_bracket`);
+3. one comparison pair and one nonzero over the rows gather the band, the pixels whose values lie between
+   the bracket's cuts (optionally widened), with exact counts and sums above it (:func:`gather_band`);
+4. the solver scores the band (sorted, or unsorted for the ratio objectives, :func:`band_dinkelbach`) and
+   proves that no tau outside it can do better (:func:`superlevel_inside`);
+5. the output mask is the band's lower comparison {p > lo} with the band pixels that lost their place
+   cleared (:func:`clear`, :func:`mask_at_rank`).
+
+Shapes follow :mod:`rankseg._common`: ``p`` is a (r, d) block of rows in the compute dtype. On CPU the
+pixel-level comparisons and gathers use NumPy, several times faster than torch there.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from rankseg._common import sort_descending, threshold_below
+
+__all__ = [
+    "Band",
+    "Bracket",
+    "Ratio",
+    "band_dinkelbach",
+    "band_for_bracket",
+    "clear",
+    "count_sum_above",
+    "estimate",
+    "gather_band",
+    "greater",
+    "mask_above",
+    "mask_at_rank",
+    "ratio_bracket",
+    "sample",
+    "superlevel_inside",
+]
+
+_F64 = torch.float64
+# Pixels per row of the sample that predicts the cut (a sort of this many values per row is cheap).
+_SAMPLE = 1024
+# Refine the bracket with another pass only while it is wider than this (relative): the band it spans is
+# then still a small share of the row.
+_BRACKET_TOL = 0.25
+_MAX_PASSES = 6
+# Relative slack on certified bounds: covers float32 rounding of the sums (~1e-7 relative).
+_SLACK = 1e-5
+_MAX_ITERS = 200
+
+
+def _on_cpu(t: torch.Tensor) -> bool:
+    return t.device.type == "cpu"
+
+
+def greater(p: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
+    """``p > thr[:, None]`` as a fresh bool (r, d) tensor (NumPy on CPU: about 3x faster than torch there).
+
+    Shape:
+        p: (r, d).  thr: (r,) in p's dtype.  output: (r, d) bool.
+    """
+    if _on_cpu(p) and p.is_contiguous() and p.dtype in (torch.float32, torch.float64):
+        return torch.from_numpy(np.greater(p.detach().numpy(), thr.numpy()[:, None]))
+    return p > thr.unsqueeze(1)
+
+
+def sample(p: torch.Tensor, width: int) -> torch.Tensor:
+    """About ``_SAMPLE`` pixels of each row, at a stride coprime with ``width`` (the last spatial size), so
+    that the sample sweeps across image columns instead of repeating the same few.
+
+    Shape:
+        p: (r, d).  output: (r, m) contiguous, m = ceil(d / stride).
+    """
+    d = p.shape[1]
+    k = max(1, d // _SAMPLE)
+    while k > 1 and math.gcd(k, max(width, 1)) != 1:
+        k += 1
+    return p[:, ::k].contiguous()
+
+
+class Ratio:
+    """The ratio objectives max_A num(A) / den(A) over sets A of pixels (|A| = n, mass S, m a row mean).
+
+    * Dice (smooth 0): num = 2 S, den = n + m + 1; the optimal set is {p > v / 2}.
+    * IoU: num = S + s, den = m + s + n - S; the optimal set is {p > v / (1 + v)}.
+
+    F(v) = max_A [num(A) - v den(A)] is convex and decreasing, F(v*) = 0 at the optimal score v*, the
+    maximiser at v is {p > cut(v)}, and every slope of F is at most -``slope`` (-(m + 1), resp. -(m + s)).
+    The smallest optimal set is {p > cut(v*)}, so ties go to the smaller n. For any threshold c,
+    F(v) > 0 at v = cut^-1(c) exactly when c < cut(v*), and F(v) = num - v den of {p > c}: so
+    score({p > c}) > cut^-1(c) certifies that c lies below the optimal cut.
+    """
+
+    def __init__(self, metric: str, smooth: float, m: torch.Tensor) -> None:
+        self.metric = metric
+        self.dice = metric == "dice"
+        self.s = 0.0 if self.dice else smooth
+        self.m = m
+        self.slope = (m + 1) if self.dice else (m + smooth).clamp_min(1e-300)
+
+    def take(self, idx: torch.Tensor) -> Ratio:
+        """The same objective for a subset of the rows."""
+        return Ratio(self.metric, self.s, self.m[idx])
+
+    def num_den(self, total: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.m if total.dim() == 1 else self.m.unsqueeze(1)
+        if self.dice:
+            return 2 * total, n + m + 1
+        return total + self.s, m + self.s + n - total
+
+    def score(self, total: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        num, den = self.num_den(total, n)
+        return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(den))
+
+    def cut(self, v: torch.Tensor) -> torch.Tensor:
+        return v / 2 if self.dice else v / (1 + v)
+
+    def gap(self, v: torch.Tensor, total: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """num - v den of the set (total, n): F(v) when the set is {p > cut(v)}."""
+        num, den = self.num_den(total, n)
+        return num - (v if total.dim() == 1 else v.unsqueeze(1)) * den
+
+
+def estimate(sub: torch.Tensor, d: int, ratio: Ratio) -> torch.Tensor:
+    """Optimal ratio score predicted from a sample of each row: the sort-based rule on the sorted sample, with
+    its counts and sums scaled by d / m.
+
+    Shape:
+        sub: (r, m).  output: (r,) float64.
+    """
+    vals = sort_descending(sub).to(_F64)
+    scale = d / sub.shape[1]
+    total = vals.cumsum(1).mul_(scale)
+    n = torch.arange(1, vals.shape[1] + 1, device=sub.device, dtype=_F64).mul_(scale)
+    return ratio.score(total, n.unsqueeze(0)).amax(1)
+
+
+# ---------------------------------------------------------------------------------------------- bracket
+
+
+def count_sum_above(
+    p: torch.Tensor, thr: torch.Tensor, work: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact count and float64 sum of the entries of each row strictly above ``thr``, in one pass.
+
+    With t = max(p - thr, 0): t > 0 exactly where p > thr (IEEE subtraction of distinct numbers never gives
+    0), the sum of t is S - n thr, and the sum of sign(t) is the count (exact in float32 below 2^24 pixels).
+
+    Args:
+        work: optional scratch tensor like ``p`` (overwritten); writing into it is several times faster than
+            allocating a fresh row-sized temporary on CPU.
+
+    Shape:
+        p: (r, d).  thr: (r,) in p's dtype.  output: n (r,) int64, S (r,) float64.
+    """
+    t = torch.sub(p, thr.unsqueeze(1), out=work) if work is not None else p - thr.unsqueeze(1)
+    t.clamp_min_(0)
+    excess = t.sum(1).to(_F64)
+    if p.dtype == torch.float32 and p.shape[1] >= 2**24:
+        n = (t > 0).sum(1)
+    else:
+        n = t.sign_().sum(1).round().to(torch.int64)
+    return n, excess + n.to(_F64) * thr.to(_F64)
+
+
+class Bracket(NamedTuple):
+    """Certified bounds v_lo <= v* <= v_hi and exact statistics of one split {p > thr} (thr in the band)."""
+
+    v_lo: torch.Tensor
+    v_hi: torch.Tensor
+    thr: torch.Tensor
+    n: torch.Tensor
+    total: torch.Tensor
+
+
+def _pass(p: torch.Tensor, ratio: Ratio, v: torch.Tensor, work: torch.Tensor | None):
+    """One exact pass at the estimate v: the split {p > cut(v)} and the bracket [lower, upper] it certifies."""
+    c = threshold_below(ratio.cut(v), p.dtype)
+    n, total = count_sum_above(p, c, work)
+    lower = ratio.score(total, n)
+    f = ratio.gap(v, total, n)
+    upper = torch.where(f < 0, v, v + f / ratio.slope)
+    return c, n, total, lower, upper
+
+
+def ratio_bracket(p: torch.Tensor, ratio: Ratio, v: torch.Tensor, work: torch.Tensor | None = None) -> Bracket:
+    """Certified bracket of the optimal ratio score of every row from an estimate v, by one exact pass.
+
+    The pass counts and sums {p > cut(v)}: its score is a lower bound of v* (a Dinkelbach step, accurate to
+    about the squared error of v), and F(v) = num - v den of that set bounds v* from above: v* <= v when
+    F(v) < 0, else v* <= v + F(v) / slope. Rows whose bracket is still wider than 25% (the sample missed
+    their object) get further passes from their lower bound.
+
+    Shape:
+        p: (r, d).  v: (r,) float64.  outputs: (r,) each.
+    """
+    thr, n, total, v_lo, v_hi = _pass(p, ratio, v, work)
+    for _ in range(_MAX_PASSES - 1):
+        wide = (v_hi - v_lo) > _BRACKET_TOL * v_lo.clamp_min(1e-300)
+        if not bool(wide.any()):
+            break
+        ids = wide.nonzero().squeeze(1)
+        c, n_t, s_t, lo_t, hi_t = _pass(p[ids], ratio.take(ids), v_lo[ids], None)
+        thr[ids], n[ids], total[ids] = c, n_t, s_t
+        v_lo[ids] = torch.maximum(lo_t, v_lo[ids])
+        v_hi[ids] = torch.minimum(hi_t, v_hi[ids])
+    return Bracket(v_lo, v_hi, thr, n, total)
+
+
+# ---------------------------------------------------------------------------------------------- bands
+
+
+class Band(NamedTuple):
+    """The pixels of each row in (lo, hi] and exact statistics of the pixels above hi.
+
+    Attributes:
+        vals: (r, W) band values, padded with -1 after ``count`` entries; in decreasing order when gathered
+            with ``sort=True``, else in pixel order.
+        count: (r,) int64 band sizes.
+        n_hi: (r,) int64 number of pixels > hi (ranks 1..n_hi), so the band holds ranks n_hi+1 .. n_hi+count.
+        s_hi: (r,) float64 their sum.
+        lo, hi: (r,) thresholds in p's dtype.
+        above_lo: (r, d) bool, p > lo (a fresh tensor): the mask that keeps the whole band. Output masks
+            start from it (:func:`clear`).
+        flat, fvals: (N,) the band pixels in pixel order: flat index into (r, d) and value.
+        starts: (r + 1,) offsets of each row's band pixels in ``flat`` / ``fvals``.
+    """
+
+    vals: torch.Tensor
+    count: torch.Tensor
+    n_hi: torch.Tensor
+    s_hi: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    above_lo: torch.Tensor
+    flat: torch.Tensor
+    fvals: torch.Tensor
+    starts: torch.Tensor
+
+    def prefix(self) -> torch.Tensor:
+        """S_tau for tau = n_hi + j, j = 0..W (float64; sorted bands; entries past ``count`` repeat)."""
+        v = self.vals.to(_F64).clamp_min(0)
+        return self.s_hi.unsqueeze(1) + torch.cat([torch.zeros_like(v[:, :1]), v.cumsum(1)], 1)
+
+    def valid(self) -> torch.Tensor:
+        """(r, W + 1) bool: j <= count, the ranks the band covers."""
+        j = torch.arange(self.vals.shape[1] + 1, device=self.vals.device)
+        return j.unsqueeze(0) <= self.count.unsqueeze(1)
+
+    def per_pixel(self, x: torch.Tensor) -> torch.Tensor:
+        """A per-row (r,) tensor repeated over each row's band pixels: (N,)."""
+        if _on_cpu(x):
+            return torch.from_numpy(np.repeat(x.numpy(), self.count.numpy()))
+        return torch.repeat_interleave(x, self.count, output_size=self.fvals.numel())
+
+
+def _bool_scratch(work: torch.Tensor | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """A bool (r, d) NumPy array in the memory of a float scratch tensor (None if there is none)."""
+    if work is None or not work.is_contiguous() or work.device.type != "cpu":
+        return None
+    size = shape[0] * shape[1]
+    raw = work.view(torch.uint8).reshape(-1).numpy()
+    return raw[:size].view(np.bool_).reshape(shape) if raw.size >= size else None
+
+
+def gather_band(
+    p: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    split: Bracket,
+    work: torch.Tensor | None = None,
+    sort: bool = True,
+) -> Band:
+    """The band values of each row in (lo, hi] and the exact count and sum above ``hi``.
+
+    ``split`` holds exact statistics of {p > split.thr} with lo <= split.thr <= hi; the band pixels above
+    split.thr are subtracted from them, so no pass over the pixels above the band is needed. Two comparisons
+    and one nonzero over the rows; everything else touches band pixels only.
+
+    Args:
+        work: optional float scratch like ``p`` whose memory holds a bool temporary (CPU).
+        sort: sort the packed band values (False leaves them in pixel order, for solvers that need no ranks).
+
+    Shape:
+        p: (r, d).  lo, hi: (r,) in p's dtype with lo <= split.thr <= hi.
+    """
+    r, d = p.shape
+    if _on_cpu(p) and p.dtype in (torch.float32, torch.float64):
+        a = p.detach().contiguous().numpy()
+        above_lo = np.greater(a, lo.numpy()[:, None])
+        inside = np.less_equal(a, hi.numpy()[:, None], out=_bool_scratch(work, (r, d)))
+        inside &= above_lo
+        flat = np.flatnonzero(inside)
+        del inside
+        fvals = a.reshape(-1)[flat]
+        starts = np.searchsorted(flat, np.arange(r + 1, dtype=np.int64) * d)
+        count = np.diff(starts)
+        row = np.repeat(np.arange(r), count)
+        above = fvals > split.thr.numpy()[row]
+        n_hi = split.n.numpy() - np.bincount(row, weights=above, minlength=r).astype(np.int64)
+        s_hi = split.total.numpy() - np.bincount(row, weights=np.where(above, fvals, 0), minlength=r)
+        packed = np.full((r, max(int(count.max()) if r else 0, 1)), -1.0, dtype=a.dtype)
+        packed[row, np.arange(flat.size) - starts[row]] = fvals
+        if sort:
+            packed = -np.sort(-packed, axis=1)
+        out = (packed, count, n_hi, s_hi)
+        vals, count, n_hi, s_hi = (torch.from_numpy(np.ascontiguousarray(x)) for x in out)
+        flat, fvals, starts, above_lo = (torch.from_numpy(x) for x in (flat, fvals, starts, above_lo))
+        return Band(vals, count, n_hi, s_hi, lo, hi, above_lo, flat, fvals, starts)
+    above_lo = p > lo.unsqueeze(1)
+    inside = above_lo & (p <= hi.unsqueeze(1))
+    flat = inside.reshape(-1).nonzero().squeeze(1)
+    count = inside.sum(1)
+    del inside
+    starts = torch.cat([torch.zeros_like(count[:1]), count.cumsum(0)])
+    row = flat // d
+    fvals = p.reshape(-1)[flat]
+    above = fvals > split.thr[row]
+    n_hi = split.n - torch.zeros_like(split.n).index_add_(0, row, above.to(split.n.dtype))
+    s_hi = split.total - torch.zeros_like(split.total).index_add_(0, row, torch.where(above, fvals, 0).to(_F64))
+    packed = torch.full((r, max(int(count.max()) if r else 0, 1)), -1.0, dtype=p.dtype, device=p.device)
+    packed[row, torch.arange(flat.numel(), device=p.device) - starts[row]] = fvals
+    if sort:
+        packed = torch.sort(packed, dim=1, descending=True).values
+    return Band(packed, count, n_hi, s_hi, lo, hi, above_lo, flat, fvals, starts)
+
+
+def band_for_bracket(
+    p: torch.Tensor,
+    ratio: Ratio,
+    br: Bracket,
+    widen: torch.Tensor | None = None,
+    work: torch.Tensor | None = None,
+    sort: bool = True,
+) -> Band:
+    """The band of cuts cut(v) for v in the bracket (with slack), optionally widened by ``widen`` (p units)."""
+    lo_c = ratio.cut(br.v_lo * (1 - _SLACK))
+    hi_c = ratio.cut(br.v_hi * (1 + _SLACK) + 1e-300)
+    if widen is not None:
+        lo_c, hi_c = lo_c - widen, hi_c + widen
+    lo = torch.minimum(threshold_below(lo_c.clamp(-1.0, 2.0), p.dtype), br.thr)
+    hi = torch.maximum(threshold_below(hi_c.clamp(-1.0, 2.0), p.dtype), br.thr)
+    return gather_band(p, lo, hi, br, work, sort)
+
+
+def clear(band: Band, keep: torch.Tensor) -> torch.Tensor:
+    """The mask {p > lo} with the band pixels where ``keep`` (N,) is False removed (modifies band.above_lo)."""
+    mask = band.above_lo
+    if _on_cpu(keep):
+        drop = band.flat.numpy()[~keep.numpy()]
+        if drop.size:
+            mask.numpy().reshape(-1)[drop] = False
+        return mask
+    drop = band.flat[~keep]
+    if drop.numel():
+        mask.view(-1)[drop] = False
+    return mask
+
+
+def mask_above(band: Band, thr: torch.Tensor) -> torch.Tensor:
+    """Mask p > thr for a threshold inside each row's band (lo <= thr <= hi). Shape: thr (r,) -> (r, d)."""
+    if _on_cpu(thr):
+        return clear(band, torch.from_numpy(band.fvals.numpy() > np.repeat(thr.numpy(), band.count.numpy())))
+    return clear(band, band.fvals > band.per_pixel(thr))
+
+
+def band_dinkelbach(band: Band, ratio: Ratio, v_lo: torch.Tensor) -> torch.Tensor:
+    """Cut of the smallest optimal set of the ratio objective, by Dinkelbach steps on the band's pixels only.
+
+    Started from a lower bound v_lo of v* whose cut lies in the band, every iterate v <- score({p > cut(v)})
+    stays a lower bound and rises to v*, so every set it visits is the band's upper part plus the pixels
+    above it; it stops when the set no longer changes, which makes the score optimal and {p > cut} the
+    smallest optimal set. Works on unsorted bands.
+
+    Shape:
+        v_lo: (r,) float64.  output: (r,) threshold in the band's dtype: select p > output.
+    """
+    vals = band.vals.to(_F64)  # the -1 padding is never selected: cuts are >= 0
+    v = v_lo
+    n_prev = None
+    for _ in range(_MAX_ITERS):
+        cut = ratio.cut(v)
+        sel = vals > cut.unsqueeze(1)
+        n = band.n_hi + sel.sum(1)
+        if n_prev is not None and torch.equal(n, n_prev):
+            break
+        v = torch.maximum(v, ratio.score(band.s_hi + torch.where(sel, vals, 0).sum(1), n.to(_F64)))
+        n_prev = n
+    return threshold_below(cut, band.vals.dtype)
+
+
+def superlevel_inside(band: Band, ratio: Ratio, level: torch.Tensor, d: int) -> torch.Tensor:
+    """Whether every tau with ratio score >= ``level`` lies strictly inside the band's ranks.
+
+    g(tau) = num(S_tau, tau) - level * den(S_tau, tau) is concave in tau (S_tau is concave) and g >= 0 exactly
+    where the ratio score reaches ``level``; if the band holds a maximiser of the ratio score (by
+    construction), g < 0 at both band ends (or the ends are 0 and d) confines the superlevel set to the band.
+
+    Shape:
+        level: (r,) float64.  output: (r,) bool.
+    """
+    pre = band.prefix()
+    top = pre[:, 0]
+    low_end = pre.gather(1, band.count.unsqueeze(1)).squeeze(1)
+    n_lo = band.n_hi + band.count
+    g_top = ratio.gap(level, top, band.n_hi.to(_F64))
+    g_low = ratio.gap(level, low_end, n_lo.to(_F64))
+    return ((g_top < 0) | (band.n_hi == 0)) & ((g_low < 0) | (n_lo == d))
+
+
+def mask_at_rank(band: Band, tau: torch.Tensor) -> torch.Tensor:
+    """Mask of the tau largest entries of each row, tau within a sorted band's ranks [n_hi, n_hi + count].
+
+    Pixels equal to the tau-th largest value are taken in index order until tau are selected (the rule of
+    :func:`rankseg._common.top_tau_mask`), so exactly tau pixels are selected. Modifies band.above_lo.
+
+    Shape:
+        tau: (r,) int64.  output: (r, d) bool.
+    """
+    j = tau - band.n_hi
+    width = band.vals.shape[1]
+    kth = band.vals.gather(1, (j - 1).clamp(0, width - 1).unsqueeze(1)).squeeze(1)
+    kth = torch.where(j > 0, kth, band.hi)  # j = 0: only the pixels above the band
+    kth_px = band.per_pixel(kth)
+    gt = band.fvals > kth_px
+    tied = (band.fvals == kth_px) & band.per_pixel(j > 0)
+    if not bool(tied.any()):
+        return clear(band, gt)
+    # rank of each tied pixel among its row's tied pixels, in pixel order; keep the first `room`
+    csum = tied.to(torch.int64).cumsum(0)
+    before = torch.cat([torch.zeros_like(csum[:1]), csum])[band.starts[:-1]]
+    n_gt = torch.cat([torch.zeros_like(csum[:1]), gt.to(torch.int64).cumsum(0)])
+    room = j - (n_gt[band.starts[1:]] - n_gt[band.starts[:-1]])
+    return clear(band, gt | (tied & ((csum - band.per_pixel(before)) <= band.per_pixel(room))))
