@@ -154,7 +154,8 @@ def count_sum_above(
     """Exact count and float64 sum of the entries of each row strictly above ``thr``, in one pass.
 
     With t = max(p - thr, 0): t > 0 exactly where p > thr (IEEE subtraction of distinct numbers never gives
-    0), the sum of t is S - n thr, and the sum of sign(t) is the count (exact in float32 below 2^24 pixels).
+    0), the sum of t is S - n thr (small terms, so the float32 sum keeps S accurate, unlike a sum of
+    max(p, thr)), and the sum of sign(t) is the count (exact in float32 below 2^24 pixels).
 
     Args:
         work: optional scratch tensor like ``p`` (overwritten); writing into it is several times faster than

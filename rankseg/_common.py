@@ -6,6 +6,7 @@ pixels of that image, i.e. a view of the input as (B * C, d) with d = prod(spati
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -57,6 +58,38 @@ def chunk_budget(input_bytes: int, device: torch.device | str | None = None) -> 
         cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         return max(int(_CUDA_FREE_FRACTION * (free + cached)), _MIN_CHUNK_BYTES)
     return max(input_bytes, _MIN_CHUNK_BYTES)
+
+
+# Reusable CPU scratch memory, one buffer per thread. A fresh row-sized temporary costs a page fault per 4 KiB
+# on first touch, which on CPU takes longer than the arithmetic of a whole pass over it; buffers up to this
+# size are kept between calls (``free_scratch`` releases them).
+_SCRATCH = threading.local()
+_SCRATCH_MAX_BYTES = 128 * 2**20
+
+
+def scratch(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised tensor for temporaries that do not outlive the caller's use of it.
+
+    On CPU it is carved from a per-thread buffer that is reused across calls (up to ``_SCRATCH_MAX_BYTES``),
+    so only one scratch tensor may be live at a time per thread. Elsewhere it is a plain ``torch.empty``
+    (the CUDA caching allocator already reuses memory).
+    """
+    numel = 1
+    for size in shape:
+        numel *= size
+    nbytes = numel * torch.empty((), dtype=dtype).element_size()
+    if torch.device(device).type != "cpu" or nbytes > _SCRATCH_MAX_BYTES:
+        return torch.empty(shape, dtype=dtype, device=device)
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.numel() < nbytes:
+        buf = torch.empty(nbytes, dtype=torch.uint8)
+        _SCRATCH.buf = buf
+    return buf[:nbytes].view(dtype).view(shape)
+
+
+def free_scratch() -> None:
+    """Release this thread's CPU scratch buffer."""
+    _SCRATCH.buf = None
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -119,11 +152,22 @@ def threshold_below(thr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(too_high, torch.nextafter(low, torch.full_like(low, -float("inf"))), low)
 
 
-def prune_rows(rows: torch.Tensor, pruning_prob: float) -> torch.Tensor:
-    """Rows that are solved: max probability strictly above ``pruning_prob`` (0.8's rule: max <= p is skipped)."""
+def row_max(probs: torch.Tensor) -> torch.Tensor:
+    """Largest probability of every (image, class) row, (B * C,) in the compute dtype (NaN propagates)."""
+    if probs.numel() == 0:
+        return torch.zeros(probs.shape[0] * probs.shape[1], dtype=compute_dtype(probs.dtype), device=probs.device)
+    return probs.flatten(2).amax(2).reshape(-1).to(compute_dtype(probs.dtype))
+
+
+def prune_rows(rows: torch.Tensor, pruning_prob: float, maxima: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows that are solved: max probability strictly above ``pruning_prob`` (0.8's rule: max <= p is skipped).
+
+    Args:
+        maxima: the rows' maxima when already known (:func:`row_max`).
+    """
     if rows.shape[1] == 0 or rows.shape[0] == 0:
         return torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device)
-    return rows.amax(dim=1) > pruning_prob
+    return (rows.amax(dim=1) if maxima is None else maxima) > pruning_prob
 
 
 def sort_descending(p: torch.Tensor) -> torch.Tensor:

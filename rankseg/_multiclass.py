@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from rankseg._common import as_rows, prune_rows, row_chunks, row_sums64
+from rankseg._common import as_rows, prune_rows, row_chunks, row_max, row_sums64
 
 # delta(p, image_index) -> increments: p is (n, C) probabilities of n pixels, image_index (n,) their image.
 DeltaFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -98,18 +98,23 @@ def solve(
     unassigned_policy: str,
     void_index: int,
     delta_bytes_per_pixel: int,
+    maxima: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run a per-row solver and shape its output: bool masks (multilabel) or a resolved label map (multiclass).
 
     Args:
         probs: (B, C, *spatial) probabilities.
-        row_masks: ``(rows, solve) -> masks`` on the (B * C, d) row view; rows with ``solve`` False stay empty.
+        row_masks: ``(rows, solve, maxima) -> masks`` on the (B * C, d) row view; rows with ``solve`` False
+            stay empty; ``maxima`` are the rows' largest values.
         deltas: ``(probs (B, C, d), masks (B, C, d)) -> (count, delta)``, the solver's own increments.
         delta_bytes_per_pixel: temporary bytes ``delta`` needs per pixel and class (sizes its chunks).
+        maxima: the rows' maxima if already computed (:func:`rankseg._common.row_max`).
     """
     n_img, n_cls = probs.shape[:2]
     rows = as_rows(probs)
-    masks = row_masks(rows, prune_rows(rows, pruning_prob))
+    if maxima is None:
+        maxima = row_max(probs)
+    masks = row_masks(rows, prune_rows(rows, pruning_prob, maxima), maxima)
     if output_mode == "multilabel":
         return masks.reshape(probs.shape)
     flat = rows.reshape(n_img, n_cls, rows.shape[1])

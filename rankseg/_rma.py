@@ -19,7 +19,7 @@ import torch
 
 from rankseg import _multiclass
 from rankseg._band import Ratio, band_dinkelbach, band_for_bracket, estimate, mask_above, ratio_bracket, sample
-from rankseg._common import row_chunks, row_sums64, sort_descending, top_tau_mask
+from rankseg._common import row_chunks, row_sums64, scratch, sort_descending, top_tau_mask
 from rankseg._validation import (
     check_policy,
     check_prob_values,
@@ -31,7 +31,7 @@ from rankseg._validation import (
 
 __all__ = ["rankseg_rma"]
 
-def _ratio_masks(p: torch.Tensor, metric: str, smooth: float, width: int) -> torch.Tensor:
+def _ratio_masks(p: torch.Tensor, metric: str, smooth: float, width: int, p_max: torch.Tensor) -> torch.Tensor:
     """RMA masks for the ratio objectives (Dice with s = 0, IoU with any s), without sorting.
 
     The optimum is a threshold on p (see :mod:`rankseg._band`): a sample and one exact pass bracket the
@@ -39,15 +39,15 @@ def _ratio_masks(p: torch.Tensor, metric: str, smooth: float, width: int) -> tor
     on them alone find the cut of the smallest optimal set (the sort-based rule's smaller-tau tie).
 
     Shape:
-        p: (r, d) float32/float64.  output: (r, d) bool.
+        p: (r, d) float32/float64.  p_max: (r,) row maxima.  output: (r, d) bool.
     """
     f64 = torch.float64
     ratio = Ratio(metric, smooth, p.sum(1).to(f64))
     # The best single pixel is a feasible set: its score is a floor for the prediction.
     v = torch.maximum(
-        ratio.score(p.amax(1).to(f64), torch.ones_like(ratio.m)), estimate(sample(p, width), p.shape[1], ratio)
+        ratio.score(p_max.to(f64), torch.ones_like(ratio.m)), estimate(sample(p, width), p.shape[1], ratio)
     )
-    work = torch.empty_like(p)
+    work = scratch(p.shape, p.dtype, p.device)
     bracket = ratio_bracket(p, ratio, v, work)
     band = band_for_bracket(p, ratio, bracket, work=work, sort=False)
     del work
@@ -71,12 +71,18 @@ def _dice_smooth_tau(vals: torch.Tensor, smooth: float) -> torch.Tensor:
 
 
 def rma_row_masks(
-    rows: torch.Tensor, metric: str, smooth: float, solve: torch.Tensor, width: int = 1
+    rows: torch.Tensor,
+    metric: str,
+    smooth: float,
+    solve: torch.Tensor,
+    width: int = 1,
+    maxima: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """RMA masks for every row; rows with ``solve`` False stay empty.
 
     Args:
         width: the last spatial size (the sampling stride is chosen coprime with it).
+        maxima: the rows' largest values, if known.
 
     Shape:
         rows: (R, d) compute dtype.  solve: (R,) bool.  output: (R, d) bool.
@@ -99,7 +105,8 @@ def rma_row_masks(
             vals = sort_descending(p)
             masks = top_tau_mask(p, vals, _dice_smooth_tau(vals, smooth))
         else:
-            masks = _ratio_masks(p, metric, smooth, width)
+            p_max = p.amax(1) if maxima is None else maxima[ids]
+            masks = _ratio_masks(p, metric, smooth, width, p_max)
         if whole:
             return masks
         if out is None:
@@ -178,21 +185,24 @@ def rankseg_rma(
     pruning_prob = check_pruning_prob(pruning_prob)
     check_safe_screening(safe_screening)
     with torch.no_grad():
-        check_prob_values(probs)
+        maxima = check_prob_values(probs)
         if output_mode == "multiclass":
             unassigned_policy, void_index = check_policy(unassigned_policy, void_index, probs.shape[1])
-        return _rma(probs, metric, smooth, output_mode, pruning_prob, unassigned_policy, void_index)
+        return _rma(probs, metric, smooth, output_mode, pruning_prob, unassigned_policy, void_index, maxima)
 
 
-def _rma(probs, metric, smooth, output_mode, pruning_prob, unassigned_policy, void_index) -> torch.Tensor:
+def _rma(
+    probs, metric, smooth, output_mode, pruning_prob, unassigned_policy, void_index, maxima=None
+) -> torch.Tensor:
     # ~40 bytes per pixel and class for the increments: gathered probabilities, masks and float64 gains.
     return _multiclass.solve(
         probs,
-        lambda rows, solve: rma_row_masks(rows, metric, smooth, solve, probs.shape[-1]),
+        lambda rows, solve, mx: rma_row_masks(rows, metric, smooth, solve, probs.shape[-1], mx),
         lambda flat, masks: rma_delta(flat, masks, metric, smooth),
         output_mode,
         pruning_prob,
         unassigned_policy,
         void_index,
         8 * 5,
+        maxima,
     )

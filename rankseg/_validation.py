@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from rankseg._common import row_max
+
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 _METRICS = {"dice": "dice", "iou": "iou", "acc": "accuracy", "accuracy": "accuracy"}
@@ -82,16 +84,18 @@ def check_probs_structure(probs: Any) -> None:
         raise ValueError("probs spatial dimensions must be non-empty")
 
 
-def check_prob_values(probs: torch.Tensor) -> None:
-    """Finite values in [0, 1]: one reduction and one host copy, as in 0.0.8."""
+def check_prob_values(probs: torch.Tensor) -> torch.Tensor | None:
+    """Finite values in [0, 1], as in 0.0.8. Returns the row maxima (:func:`rankseg._common.row_max`), which
+    the solvers reuse for pruning, or None for an empty input."""
     if probs.numel() == 0:
-        return
-    lo, hi = torch.aminmax(probs)
-    lo, hi = float(lo), float(hi)
+        return None
+    maxima = row_max(probs) if probs.ndim >= 3 else probs.amax().reshape(1)
+    lo, hi = float(probs.amin()), float(maxima.max())
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError("probs must contain only finite values")
     if lo < 0 or hi > 1:
         raise ValueError("probs must be in the range [0, 1]")
+    return maxima
 
 
 def check_real(name: str, value: Any) -> float:

@@ -66,7 +66,7 @@ def rankseg(
 
         return rankdice_ba(probs, solver=call.solver, smooth=call.smooth, eps=eps, pruning_prob=call.pruning_prob)
 
-    check_prob_values(probs)
+    maxima = check_prob_values(probs)
     if call.metric == "accuracy":
         return _accuracy(probs, call.solver, call.output_mode)
 
@@ -77,9 +77,10 @@ def rankseg(
         policy, void_index = check_policy(
             params.get("unassigned_policy", "max_score"), params.get("void_index", 255), probs.shape[1]
         )
+    args = (probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index, maxima)
     if call.solver == "rma":
-        return _rma._rma(probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index)
-    return _exact_solve(probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index)
+        return _rma._rma(*args)
+    return _exact_solve(*args)
 
 
 def _accuracy(probs: torch.Tensor, solver: str, output_mode: str) -> torch.Tensor:
@@ -93,15 +94,16 @@ def _accuracy(probs: torch.Tensor, solver: str, output_mode: str) -> torch.Tenso
     return labels.unsqueeze(1) == classes
 
 
-def _exact_solve(probs, metric, smooth, output_mode, pruning_prob, policy, void_index) -> torch.Tensor:
+def _exact_solve(probs, metric, smooth, output_mode, pruning_prob, policy, void_index, maxima=None) -> torch.Tensor:
     # the exact increments hold one float64 per quadrature node (~75) and a few temporaries per pixel and class
     return _multiclass.solve(
         probs,
-        lambda rows, solve: _exact.exact_row_masks(rows, metric, smooth, solve),
+        lambda rows, solve, mx: _exact.exact_row_masks(rows, metric, smooth, solve),
         lambda flat, masks: _exact.exact_delta(flat, masks, metric, smooth),
         output_mode,
         pruning_prob,
         policy,
         void_index,
         8 * 400,
+        maxima,
     )
