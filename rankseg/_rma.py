@@ -15,6 +15,7 @@ reference returns under its smaller-tau tie rule. Dice with s > 0 is a sum of tw
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from rankseg import _multiclass
@@ -115,36 +116,67 @@ def rma_row_masks(
     return out
 
 
-def rma_delta(probs: torch.Tensor, masks: torch.Tensor, metric: str, smooth: float):
-    """Increment functions (0.0.8's "RMA-score") for the multiclass overlap resolution.
+# 0.0.8 switches to scaled increments above this smoothing (differences would round away otherwise).
+_SCALED_SMOOTH = 1e6
 
-    Returns the selection count per pixel and ``delta(p, image_index)``: the RMA score gain of adding each
-    pixel to each class's uniquely-owned set.
+
+def _masked_row_sums(p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sums over the last dim of the entries where ``mask`` is True, in p's dtype. Shape: (b, C, d) -> (b, C, 1)."""
+    if p.device.type == "cpu" and p.is_contiguous() and mask.is_contiguous():
+        out = np.add.reduce(p.numpy(), axis=2, where=mask.numpy(), keepdims=True)
+        return torch.from_numpy(np.ascontiguousarray(out))
+    return torch.where(mask, p, 0).sum(2, keepdim=True)
+
+
+def rma_gains(metric: str, smooth: float):
+    """Dense RMA increments (0.0.8's "RMA-score") for the multiclass overlap resolution.
+
+    For each image and class with uniquely-owned set A (size tau, mass m) and row mean mu, the increment of
+    adding a pixel of probability p, with 0.0.8's formulas and working dtype:
+
+    * Dice, s = 0:  2 (p - m / D) / (D + 1) with D = tau + mu + 1 (the factored difference of the scores);
+    * Dice, s > 0:  2 (p N - m) / (N (N + 1)) - s / ((N - 1) N) with N = D + s (-1 for an empty, certainly
+      empty class), rescaled by s above s = 1e6;
+    * IoU:  (p - b (1 - p)) / (E + 1 - p) with E = tau + mu - m + s and b = (m + s) / E (0/0 = 0), rescaled
+      above s = 1e6.
+
+    Returns:
+        a :data:`rankseg._multiclass.DenseFn`.
     """
-    tau, mass, count = _multiclass.owned_stats(probs, masks)
-    mu = row_sums64(probs)
     s = smooth
-    if metric == "dice":
-        # Dice gain is affine in p: a * p + b.
-        big_n = mu + tau + s
-        a = 2 / (big_n + 2)
-        b = 2 * mass / (big_n + 2) - 2 * mass / (big_n + 1)
-        if s > 0:
-            b = b + s / (big_n + 1) - s / big_n
 
-        def delta(p: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
-            return a[img] * p.to(torch.float64) + b[img]
+    def dense(probs: torch.Tensor, masks: torch.Tensor, count: torch.Tensor, sl: slice) -> torch.Tensor:
+        p = probs[sl]
+        unique = masks[sl] & (count[sl] == 1).unsqueeze(1)
+        pb_mean = p.sum(2, keepdim=True)
+        m = _masked_row_sums(p, unique)
+        tau = unique.view(torch.uint8).sum(2, keepdim=True, dtype=torch.int32).to(p.dtype)
+        # The expressions and their evaluation order are 0.0.8's, so the increments round identically.
+        if metric == "dice":
+            offset = tau + pb_mean + 1
+            if s == 0:
+                return (p - m / offset).mul_(2.0 / (offset + 1))
+            if s > _SCALED_SMOOTH:
+                base, mid, nxt = 1.0 + (offset - 1) / s, 1.0 + offset / s, 1.0 + (offset + 1) / s
+                return 2 * (p * mid - m / s) / (mid * nxt) - 1.0 / (base * mid)
+            denom = offset + s
+            base = denom - 1
+            safe = torch.where(base == 0, torch.ones_like(base), base)
+            raw = 2 * (p * denom - m) / (denom * (denom + 1))
+            raw -= s / (safe * denom)
+            return torch.where(base == 0, torch.full_like(raw, -1.0), raw)
+        offset = tau + pb_mean - m
+        if s > _SCALED_SMOOTH:
+            mid = 1.0 + offset / s
+            nxt = 1.0 + (offset - p + 1) / s
+            return (p * mid - (1.0 + m / s) * (1.0 - p)) / (mid * nxt)
+        denom = offset + s
+        safe = torch.where(denom == 0, torch.ones_like(denom), denom)
+        rest = 1 - p
+        raw = p - (m + s) / safe * rest
+        return raw.div_(denom + rest)
 
-    else:
-        base = tau + mu - mass + s
-        num0 = mass + s
-        old = torch.where(base > 0, num0 / base.clamp_min(1e-300), torch.zeros_like(base))
-
-        def delta(p: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
-            p = p.to(torch.float64)
-            return (num0[img] + p) / (base[img] + 1 - p) - old[img]
-
-    return count, delta
+    return dense
 
 
 def rankseg_rma(
@@ -194,15 +226,15 @@ def rankseg_rma(
 def _rma(
     probs, metric, smooth, output_mode, pruning_prob, unassigned_policy, void_index, maxima=None
 ) -> torch.Tensor:
-    # ~40 bytes per pixel and class for the increments: gathered probabilities, masks and float64 gains.
     return _multiclass.solve(
         probs,
         lambda rows, solve, mx: rma_row_masks(rows, metric, smooth, solve, probs.shape[-1], mx),
-        lambda flat, masks: rma_delta(flat, masks, metric, smooth),
+        rma_gains(metric, smooth),
         output_mode,
         pruning_prob,
         unassigned_policy,
         void_index,
-        8 * 5,
+        0,
         maxima,
+        dense=True,
     )
