@@ -34,6 +34,8 @@ import math
 
 import torch
 
+from ._band import Ratio, band_for_bracket, estimate, mask_at_rank, ratio_bracket, sample, superlevel_inside
+from ._common import scratch
 from ._common import sort_descending as _sort_descending
 from ._common import top_tau_mask as _top_tau_mask
 from ._validation import check_eps, check_prob_values, check_probs_structure, check_pruning_prob, check_smooth
@@ -94,22 +96,26 @@ def rankdice_ba(
     pruning_prob = check_pruning_prob(pruning_prob)
     eps = check_eps(eps)
 
+    return _rankdice_ba(probs, name, smooth, eps, pruning_prob, check_prob_values(probs))
+
+
+def _rankdice_ba(probs, name, smooth, eps, pruning_prob, maxima) -> torch.Tensor:
+    """:func:`rankdice_ba` after validation (``maxima``: the rows' maxima from the value check)."""
     work = torch.float64 if probs.dtype == torch.float64 else torch.float32
     n_rows = probs.shape[0] * probs.shape[1]
     rows = probs.reshape(n_rows, math.prod(probs.shape[2:])).to(work)  # a view whenever possible; only read
     out = torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
     if rows.numel() == 0:
         return out.reshape(probs.shape)
-
-    # One pass gives both the per-row maxima for pruning and the global value scan (NaN propagates).
-    row_min, row_max = torch.aminmax(rows, dim=1)
-    check_prob_values(torch.stack([row_min, row_max]))
-    active = row_max > pruning_prob
+    active = maxima > pruning_prob
     idx = active.nonzero().squeeze(1)
     all_active = idx.numel() == n_rows
     d = rows.shape[1]
     budget = max(4 * probs.numel() * probs.element_size(), _MIN_BUDGET_BYTES)
-    step = max(1, budget // (_BA_BYTES_PER_PIXEL * d))
+    # Without a sort (BA, smooth 0) the temporaries are one row-sized scratch tensor and the band.
+    fast = name in ("BA", "BA+TRNA") and smooth == 0.0
+    per_pixel = rows.element_size() + 2 if fast else _BA_BYTES_PER_PIXEL
+    step = max(1, budget // (per_pixel * d))
     for start in range(0, idx.numel(), step):
         # Whole chunks of rows, never single rows: the loop runs once for inputs up to the budget.
         if all_active:
@@ -118,10 +124,23 @@ def rankdice_ba(
         else:
             sel = idx[start : start + step]
             p = rows.index_select(0, sel)
-        p_sorted = _sort_descending(p)
-        tau = _ba_tau(p_sorted, smooth, eps, name, budget=budget)
-        out[sel] = _top_tau_mask(p, p_sorted, tau)
+        if fast:
+            masks, ok = _ba_band_masks(p, eps, name, probs.shape[-1], maxima[sel], budget)
+            if bool(ok.all()):
+                out[sel] = masks
+                continue
+            rest = (~ok).nonzero().squeeze(1)
+            masks[rest] = _sorted_masks(p[rest], smooth, eps, name, budget)
+            out[sel] = masks
+        else:
+            out[sel] = _sorted_masks(p, smooth, eps, name, budget)
     return out.reshape(probs.shape)
+
+
+def _sorted_masks(p: torch.Tensor, smooth: float, eps: float, name: str, budget: int) -> torch.Tensor:
+    """Masks from a full sort of every row (TRNA, smooth > 0, and rows the band path cannot certify)."""
+    p_sorted = _sort_descending(p)
+    return _top_tau_mask(p, p_sorted, _ba_tau(p_sorted, smooth, eps, name, budget=budget))
 
 
 def _ba_tau(
@@ -171,13 +190,7 @@ def _ba_tau(
 
     tau_up = _search_bound(p, csum, smooth)
 
-    # Truncated support [low, up] of Gamma and its renormalised pmf.
-    scale, skew = _rn_shape(var, m3)
-    low, up = RefinedNormalPB(d, mu, scale, skew, validate_args=False).interval(eps)
-    low, up = low.to(torch.int64), up.to(torch.int64)
-    width = int((up - low).max()) + 1
-    grid = low.unsqueeze(1) + torch.arange(width, device=dev)
-    pmf = _support_pmf(mu.unsqueeze(1), scale.unsqueeze(1), skew.unsqueeze(1), grid, low, up)
+    scale, skew, low, up, pmf = _support(d, mu, var, m3, eps)
 
     if solver == "BA":
         return _ba_search(p, csum, pmf, low, tau_up, smooth, budget)
@@ -210,6 +223,81 @@ def _ba_tau(
         )
         tau[trna_rows] = _argmax_upto(score, tau_sub)
     return tau
+
+
+def _support(d: int, mu: torch.Tensor, var: torch.Tensor, m3: torch.Tensor, eps: float):
+    """Refined-normal shape, truncated support [low, up] of Gamma and its renormalised pmf on it.
+
+    Shape:
+        mu, var, m3: (R,) float64.  outputs: scale, skew (R,); low, up (R,) int64; pmf (R, W) float64.
+    """
+    scale, skew = _rn_shape(var, m3)
+    low, up = RefinedNormalPB(d, mu, scale, skew, validate_args=False).interval(eps)
+    low, up = low.to(torch.int64), up.to(torch.int64)
+    width = int((up - low).max()) + 1
+    grid = low.unsqueeze(1) + torch.arange(width, device=mu.device)
+    pmf = _support_pmf(mu.unsqueeze(1), scale.unsqueeze(1), skew.unsqueeze(1), grid, low, up)
+    return scale, skew, low, up, pmf
+
+
+def _ba_band_masks(
+    p: torch.Tensor, eps: float, solver: str, width: int, p_max: torch.Tensor, budget: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BA masks (smooth 0) from a partial sort around the cut; rows it cannot certify are flagged.
+
+    The BA score 2 S_tau E[1 / (Gamma + tau + 1)] lies between the ratio L(tau) = 2 S_tau / (tau + 1 + m)
+    (Jensen; m, V and low the mean, variance and smallest support point of the truncated pmf) and
+    L(tau) (1 + eps0) with eps0 = V / ((1 + m) (1 + low)), since E[1 / (a + X)] <= 1 / (a + m) +
+    V / ((a + m)^2 (a + low)). So tau can only be optimal where L(tau) >= best / (1 + eps0): a few ranks
+    around the cut of the ratio L, which :mod:`rankseg._band` brackets without sorting. The band of those
+    ranks is gathered and sorted, every tau in it is scored exactly as the sort-based search would, and
+    :func:`rankseg._band.superlevel_inside` proves that the ranks outside cannot reach the best score. The
+    search bound tau_up (Lemma 3) is applied inside the band; it provably cannot fall above the band's top
+    when S_(n_hi) <= (n_hi + d) hi, which is checked. BA+TRNA rows with sigma <= 5 (TRNA rows) are flagged.
+
+    Shape:
+        p: (r, d) float32/float64.  p_max: (r,) row maxima.  outputs: masks (r, d) bool, ok (r,) bool (masks
+        of rows with ok False are not meaningful).
+    """
+    f64 = torch.float64
+    r, d = p.shape
+    work = scratch(p.shape, p.dtype, p.device)
+    mu = p.sum(1).to(f64)
+    q = torch.sub(1.0, p, out=work).mul_(p)  # p (1 - p)
+    var = q.sum(1).to(f64)
+    m3 = var - 2 * q.mul_(p).sum(1).to(f64)  # sum p (1 - p) (1 - 2 p)
+    del q
+    scale, _, low, _, pmf = _support(d, mu, var, m3, eps)
+    grid = (low.unsqueeze(1) + torch.arange(pmf.shape[1], device=p.device)).to(f64)
+    m = (pmf * grid).sum(1)
+    v_pmf = (pmf * (grid - m.unsqueeze(1)) ** 2).sum(1)
+    eps0 = v_pmf / ((1 + m) * (1 + low.to(f64))) * (1 + 1e-6) + 1e-12
+    ratio = Ratio("dice", 0.0, m)
+    v0 = torch.maximum(ratio.score(p_max.to(f64), torch.ones_like(m)), estimate(sample(p, width), d, ratio))
+    bracket = ratio_bracket(p, ratio, v0, work)
+    # the window of candidate ranks is about sqrt(eps0) wide in relative value; retries widen it
+    widen = 4 * eps0.sqrt() * ratio.cut(bracket.v_hi)
+    band = band_for_bracket(p, ratio, bracket, widen, work=work, sort=True)
+    del work
+    taus = band.n_hi.unsqueeze(1) + torch.arange(band.vals.shape[1] + 1, device=p.device)
+    total = band.prefix()
+    valid = band.valid()
+    # Lemma 3 inside the band: tau_up is the first tau with S_tau >= (tau + d) p_(tau+1)
+    nxt = band.vals.to(f64)
+    stop = (total[:, :-1] >= (taus[:, :-1] + d).to(f64) * nxt) & valid[:, 1:]
+    first_stop = torch.where(stop.any(1), stop.to(torch.uint8).argmax(1), band.count)
+    valid &= torch.arange(valid.shape[1], device=p.device).unsqueeze(0) <= first_stop.unsqueeze(1)
+    c1, _ = _terms_at(pmf, low, taus.clamp_max(d), 0.0, budget)
+    score = (2.0 * total * c1).masked_fill(~valid, -torch.inf)
+    best = score.amax(1)
+    tau = band.n_hi + score.argmax(1)
+    ok = superlevel_inside(band, ratio, best / (1 + eps0), d)
+    # tau_up cannot fall above the band: for tau < n_hi, S_tau < S_(n_hi) - (n_hi - tau) hi and p_(tau+1) > hi
+    ok &= total[:, 0] <= band.hi.to(f64) * (band.n_hi + d).to(f64)
+    ok &= torch.isfinite(best)
+    if solver == "BA+TRNA":
+        ok &= scale > _BA_MIN_SIGMA
+    return mask_at_rank(band, torch.where(ok, tau, band.n_hi)), ok
 
 
 def _search_bound(p: torch.Tensor, csum: torch.Tensor, smooth: float) -> torch.Tensor:

@@ -61,10 +61,10 @@ def rankseg(
     params = call.params
     if call.solver in ("ba", "trna", "ba+trna"):
         eps = check_eps(params.get("eps", 1e-4))
-        check_prob_values(probs)
-        from rankseg._ba import rankdice_ba
+        maxima = check_prob_values(probs)
+        from rankseg._ba import _rankdice_ba
 
-        return rankdice_ba(probs, solver=call.solver, smooth=call.smooth, eps=eps, pruning_prob=call.pruning_prob)
+        return _rankdice_ba(probs, call.solver.upper(), call.smooth, eps, call.pruning_prob, maxima)
 
     maxima = check_prob_values(probs)
     if call.metric == "accuracy":
