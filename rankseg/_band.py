@@ -32,6 +32,7 @@ from rankseg._common import sort_descending, threshold_below
 __all__ = [
     "Band",
     "Bracket",
+    "above_band",
     "Ratio",
     "band_dinkelbach",
     "band_for_bracket",
@@ -42,8 +43,10 @@ __all__ = [
     "greater",
     "mask_above",
     "mask_at_rank",
+    "power_sums",
     "ratio_bracket",
     "sample",
+    "segment_sums",
     "superlevel_inside",
 ]
 
@@ -281,7 +284,8 @@ def gather_band(
     split: Bracket,
     work: torch.Tensor | None = None,
     sort: bool = True,
-) -> Band:
+    with_above: bool = False,
+):
     """The band values of each row in (lo, hi] and the exact count and sum above ``hi``.
 
     ``split`` holds exact statistics of {p > split.thr} with lo <= split.thr <= hi; the band pixels above
@@ -291,6 +295,10 @@ def gather_band(
     Args:
         work: optional float scratch like ``p`` whose memory holds a bool temporary (CPU).
         sort: sort the packed band values (False leaves them in pixel order, for solvers that need no ranks).
+        with_above: also return the pixels above the band as :func:`above_band` does (sharing its nonzero).
+
+    Returns:
+        the :class:`Band`, or (band, values, offsets) with ``with_above``.
 
     Shape:
         p: (r, d).  lo, hi: (r,) in p's dtype with lo <= split.thr <= hi.
@@ -299,12 +307,24 @@ def gather_band(
     if _on_cpu(p) and p.dtype in (torch.float32, torch.float64):
         a = p.detach().contiguous().numpy()
         above_lo = np.greater(a, lo.numpy()[:, None])
-        inside = np.less_equal(a, hi.numpy()[:, None], out=_bool_scratch(work, (r, d)))
-        inside &= above_lo
-        flat = np.flatnonzero(inside)
+        grid = np.arange(r + 1, dtype=np.int64) * d
+        if with_above:
+            # one nonzero over {p > lo}; the band is its part <= hi, the rest is returned as well
+            flat_all = np.flatnonzero(above_lo)
+            vals_all = a.reshape(-1)[flat_all]
+            starts_all = np.searchsorted(flat_all, grid)
+            pick = np.flatnonzero(vals_all <= np.repeat(hi.numpy(), np.diff(starts_all)))
+            flat, fvals = flat_all[pick], vals_all[pick]
+            vals_all[pick] = 0
+            inside = None
+            above_vals = (torch.from_numpy(vals_all), torch.from_numpy(starts_all))
+        else:
+            inside = np.less_equal(a, hi.numpy()[:, None], out=_bool_scratch(work, (r, d)))
+            inside &= above_lo
+            flat = np.flatnonzero(inside)
+            fvals = a.reshape(-1)[flat]
         del inside
-        fvals = a.reshape(-1)[flat]
-        starts = np.searchsorted(flat, np.arange(r + 1, dtype=np.int64) * d)
+        starts = np.searchsorted(flat, grid)
         count = np.diff(starts)
         row = np.repeat(np.arange(r), count)
         above = fvals > split.thr.numpy()[row]
@@ -317,7 +337,8 @@ def gather_band(
         out = (packed, count, n_hi, s_hi)
         vals, count, n_hi, s_hi = (torch.from_numpy(np.ascontiguousarray(x)) for x in out)
         flat, fvals, starts, above_lo = (torch.from_numpy(x) for x in (flat, fvals, starts, above_lo))
-        return Band(vals, count, n_hi, s_hi, lo, hi, above_lo, flat, fvals, starts)
+        band = Band(vals, count, n_hi, s_hi, lo, hi, above_lo, flat, fvals, starts)
+        return (band, *above_vals) if with_above else band
     above_lo = p > lo.unsqueeze(1)
     inside = above_lo & (p <= hi.unsqueeze(1))
     flat = inside.reshape(-1).nonzero().squeeze(1)
@@ -333,25 +354,29 @@ def gather_band(
     packed[row, torch.arange(flat.numel(), device=p.device) - starts[row]] = fvals
     if sort:
         packed = torch.sort(packed, dim=1, descending=True).values
-    return Band(packed, count, n_hi, s_hi, lo, hi, above_lo, flat, fvals, starts)
+    band = Band(packed, count, n_hi, s_hi, lo, hi, above_lo, flat, fvals, starts)
+    return (band, *above_band(p, band)) if with_above else band
 
 
 def band_for_bracket(
     p: torch.Tensor,
     ratio: Ratio,
     br: Bracket,
-    widen: torch.Tensor | None = None,
+    widen: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
     work: torch.Tensor | None = None,
     sort: bool = True,
-) -> Band:
-    """The band of cuts cut(v) for v in the bracket (with slack), optionally widened by ``widen`` (p units)."""
+    with_above: bool = False,
+):
+    """The band of cuts cut(v) for v in the bracket (with slack), optionally widened by ``widen`` (p units;
+    a pair widens the lower and the upper end by different amounts). Returns what :func:`gather_band` does."""
     lo_c = ratio.cut(br.v_lo * (1 - _SLACK))
     hi_c = ratio.cut(br.v_hi * (1 + _SLACK) + 1e-300)
     if widen is not None:
-        lo_c, hi_c = lo_c - widen, hi_c + widen
+        down, up = widen if isinstance(widen, tuple) else (widen, widen)
+        lo_c, hi_c = lo_c - down, hi_c + up
     lo = torch.minimum(threshold_below(lo_c.clamp(-1.0, 2.0), p.dtype), br.thr)
     hi = torch.maximum(threshold_below(hi_c.clamp(-1.0, 2.0), p.dtype), br.thr)
-    return gather_band(p, lo, hi, br, work, sort)
+    return gather_band(p, lo, hi, br, work, sort, with_above)
 
 
 def clear(band: Band, keep: torch.Tensor) -> torch.Tensor:
@@ -400,23 +425,29 @@ def band_dinkelbach(band: Band, ratio: Ratio, v_lo: torch.Tensor) -> torch.Tenso
     return threshold_below(cut, band.vals.dtype)
 
 
-def superlevel_inside(band: Band, ratio: Ratio, level: torch.Tensor, d: int) -> torch.Tensor:
+def superlevel_inside(band: Band, ratio: Ratio, level: torch.Tensor, d: int, side: str = "both") -> torch.Tensor:
     """Whether every tau with ratio score >= ``level`` lies strictly inside the band's ranks.
 
     g(tau) = num(S_tau, tau) - level * den(S_tau, tau) is concave in tau (S_tau is concave) and g >= 0 exactly
     where the ratio score reaches ``level``; if the band holds a maximiser of the ratio score (by
-    construction), g < 0 at both band ends (or the ends are 0 and d) confines the superlevel set to the band.
+    construction), g < 0 at a band end (or the end is rank 0 or d) confines the superlevel set on that side.
+
+    Args:
+        side: "top" (ranks above the band, tau < n_hi), "bottom" (tau > n_hi + count) or "both".
 
     Shape:
         level: (r,) float64.  output: (r,) bool.
     """
     pre = band.prefix()
-    top = pre[:, 0]
-    low_end = pre.gather(1, band.count.unsqueeze(1)).squeeze(1)
     n_lo = band.n_hi + band.count
-    g_top = ratio.gap(level, top, band.n_hi.to(_F64))
-    g_low = ratio.gap(level, low_end, n_lo.to(_F64))
-    return ((g_top < 0) | (band.n_hi == 0)) & ((g_low < 0) | (n_lo == d))
+    out = torch.ones_like(band.count, dtype=torch.bool)
+    if side in ("top", "both"):
+        g_top = ratio.gap(level, pre[:, 0], band.n_hi.to(_F64))
+        out &= (g_top < 0) | (band.n_hi == 0)
+    if side in ("bottom", "both"):
+        low_end = pre.gather(1, band.count.unsqueeze(1)).squeeze(1)
+        out &= (ratio.gap(level, low_end, n_lo.to(_F64)) < 0) | (n_lo == d)
+    return out
 
 
 def mask_at_rank(band: Band, tau: torch.Tensor) -> torch.Tensor:
@@ -443,3 +474,76 @@ def mask_at_rank(band: Band, tau: torch.Tensor) -> torch.Tensor:
     n_gt = torch.cat([torch.zeros_like(csum[:1]), gt.to(torch.int64).cumsum(0)])
     room = j - (n_gt[band.starts[1:]] - n_gt[band.starts[:-1]])
     return clear(band, gt | (tied & ((csum - band.per_pixel(before)) <= band.per_pixel(room))))
+
+
+def above_band(p: torch.Tensor, band: Band) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pixels of each row above its band's lower threshold, with the band's own pixels zeroed: a ragged
+    array whose power sums are those of the pixels above the band (p > hi).
+
+    Read from the band's mask {p > lo} (call before the mask is turned into an output).
+
+    Returns:
+        values (N,) in pixel order (p's dtype; 0 for band pixels) and row offsets (r + 1,) int64.
+    """
+    r, d = p.shape
+    if _on_cpu(p) and p.dtype in (torch.float32, torch.float64):
+        a = p.detach().contiguous().numpy().reshape(-1)
+        flat = np.flatnonzero(band.above_lo.numpy())
+        vals = a[flat]
+        starts = np.searchsorted(flat, np.arange(r + 1, dtype=np.int64) * d)
+        vals[vals <= np.repeat(band.hi.numpy(), np.diff(starts))] = 0
+        return torch.from_numpy(vals), torch.from_numpy(starts)
+    mask = p > band.hi.unsqueeze(1)
+    counts = mask.sum(1)
+    return p[mask], torch.cat([torch.zeros_like(counts[:1]), counts.cumsum(0)])
+
+
+def power_sums(x: torch.Tensor, starts: torch.Tensor, terms: int, first: int = 1) -> torch.Tensor:
+    """Per-segment float64 sums of x^m, m = first .. terms, of a ragged array (see :func:`segment_sums`).
+
+    Shape:
+        x: (N,).  starts: (r + 1,).  output: (r, terms - first + 1).
+    """
+    r = starts.numel() - 1
+    out = torch.zeros(r, max(terms - first + 1, 0), dtype=_F64, device=x.device)
+    if x.numel() == 0 or terms < first:
+        return out
+    if _on_cpu(x):
+        xs = x.numpy().astype(np.float64)
+        st = starts.numpy()
+        idx, empty = np.minimum(st[:-1], xs.size - 1), np.diff(st) == 0
+        q = xs**first
+        o = out.numpy()
+        for m in range(first, terms + 1):
+            o[:, m - first] = np.add.reduceat(q, idx)
+            if m < terms:
+                q *= xs
+        o[empty] = 0.0
+        return out
+    xs = x.to(_F64)
+    q = xs**first
+    for m in range(first, terms + 1):
+        out[:, m - first] = segment_sums(q, starts)
+        if m < terms:
+            q.mul_(xs)
+    return out
+
+
+def segment_sums(x: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """Sums of the consecutive segments starts[i] .. starts[i+1] - 1 of x along dim 0 (float64).
+
+    Shape:
+        x: (N, *rest).  starts: (r + 1,) int64.  output: (r, *rest) float64.
+    """
+    r = starts.numel() - 1
+    counts = starts[1:] - starts[:-1]
+    if x.shape[0] == 0:
+        return torch.zeros((r,) + tuple(x.shape[1:]), dtype=_F64, device=x.device)
+    if _on_cpu(x):
+        xn = x.numpy()
+        out = np.add.reduceat(xn, np.minimum(starts[:-1].numpy(), xn.shape[0] - 1), axis=0, dtype=np.float64)
+        empty = (counts.numpy() == 0).reshape((r,) + (1,) * (xn.ndim - 1))
+        return torch.from_numpy(np.where(empty, 0.0, out))
+    row = torch.repeat_interleave(torch.arange(r, device=x.device), counts)
+    out = torch.zeros((r,) + tuple(x.shape[1:]), dtype=_F64, device=x.device)
+    return out.index_add_(0, row, x.to(_F64))

@@ -28,7 +28,18 @@ import math
 import torch
 
 from rankseg import _multiclass
-from rankseg._common import as_rows, row_chunks, row_sums64, sort_descending, top_tau_mask
+from rankseg._band import (
+    Band,
+    Ratio,
+    band_for_bracket,
+    estimate,
+    mask_at_rank,
+    power_sums,
+    ratio_bracket,
+    sample,
+    superlevel_inside,
+)
+from rankseg._common import as_rows, row_chunks, row_sums64, scratch, sort_descending, top_tau_mask
 from rankseg._quadrature import nodes
 from rankseg._validation import check_prob_values, check_probs_structure, check_smooth
 
@@ -375,19 +386,287 @@ def _exact_tau_direct(vals, metric, smooth, first, last) -> torch.Tensor:
     return score.argmax(1) + lo
 
 
-def exact_row_masks(rows: torch.Tensor, metric: str, smooth: float, solve: torch.Tensor) -> torch.Tensor:
-    """Exact-solver masks for every row; rows with ``solve`` False stay empty. Shape: (R, d) -> (R, d) bool."""
-    out = torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
+# Band path: the power series of log(1 - p y) and p / (1 - p y) are truncated where the remainder is below
+# this in log G (the float32 power sums themselves carry ~1e-7 relative error, i.e. the input's precision).
+_SERIES_TOL = 1e-10
+# Band path: rows whose quadrature nodes reach y = 1 - e^-t above this use the sort path (tiny objects).
+_BAND_MAX_Y = 0.3
+# Band path: rows with less expected mass than this use the sort path (the window bound is loose there).
+_BAND_MIN_MASS = 64.0
+
+
+def _reciprocal_gap(var: torch.Tensor, a: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """eps with E[1/(a + X)] <= (1 + eps) / (a + m) for a Poisson-binomial X of mean >= m and variance <= var.
+
+    From 1/(a+X) = 1/(a+m) - (X-m)/(a+m)^2 + (X-m)^2 / ((a+m)^2 (a+X)): either a + X >= a, giving
+    eps = V / ((a + m) a), or a split at X = (1 - delta) m with the Chernoff bound
+    P(X < (1 - delta) m) <= e^(-delta^2 m / 2) (and (X - m)^2 <= m^2 below it), giving
+    eps = V / ((a + m) (a + (1 - delta) m)) + m^2 e^(-delta^2 m / 2) / (a (a + m)), with delta chosen so that
+    the tail term is e^-40-small. The smaller of the two is returned; it decreases in a and, for the second
+    form, in m.
+    """
+    m = m.clamp_min(0)
+    delta = (80 / m.clamp_min(1)).sqrt().clamp_max(1.0)
+    tail = m * m * torch.exp(-delta * delta * m / 2) / (a * (a + m))
+    split = var / ((a + m) * (a + (1 - delta) * m)) + tail
+    return torch.minimum(var / ((a + m) * a.clamp_min(1e-300)), split)
+
+
+def _score_gap(metric: str, mu, var, tau, total, squares=None) -> torch.Tensor:
+    """eps(tau) with exact(tau) <= RMA(tau) (1 + eps(tau)) at smooth 0.
+
+    Dice: exact = sum_j 2 p_j E[1/(a + Gamma_-j)], a = tau + 1, Gamma_-j of mean mu - p_j >= mu - 1, and
+    sum_j p_j / (a + mu - p_j) <= (S + Q / (a + mu - 1)) / (a + mu) with Q = sum_j p_j^2 (``squares``,
+    default Q = S, i.e. Q / S <= 1; Q / S never grows with tau, so eps(tau) also bounds larger tau given the
+    Q / S of tau). IoU: exact = S E[1/(tau + FN)], FN of mean mu - S_tau (``total`` is S_tau) and variance
+    <= var; valid at that tau (the bounds of the ranges outside the band are in :func:`_outside_gaps`).
+    """
+    if metric == "dice":
+        a = tau + 1
+        ratio = 1.0 if squares is None else squares / total.clamp_min(1e-300)
+        return (1 + _reciprocal_gap(var, a, mu - 1)) * (1 + ratio / (a + mu - 1)) - 1
+    return _reciprocal_gap(var, tau.clamp_min(1), mu - total)
+
+
+def _outside_gaps(metric: str, mu, var, s_top, n_lo, p_max=None, s_low=None, q_low=None):
+    """eps for every tau above the band (tau < n_hi, whose S_tau <= s_top) and below it (tau > n_lo).
+
+    Dice: eps at tau = 0 with Q / S <= p_max, and eps at tau = n_lo + 1 with the Q / S of the band's last
+    rank (``s_low``, ``q_low``; Q / S <= 1 without them). IoU: above the band a = tau >= 1 and FN's mean is
+    at least mu - s_top; below it a >= n_lo + 1 and FN's mean is only known to be >= 0, where
+    V / ((a + m) a) <= var / (n_lo + 1)^2.
+    """
+    if metric == "dice":
+        one = torch.ones_like(mu)
+        top = _score_gap(metric, mu, var, torch.zeros_like(mu), one, p_max)
+        low = _score_gap(metric, mu, var, (n_lo + 1).to(_F64), one if s_low is None else s_low, q_low)
+        return top, low
+    left = _reciprocal_gap(var, torch.ones_like(mu), mu - s_top)
+    return left, var / (n_lo.to(_F64) + 1) ** 2
+
+
+def _prefix_powers(band: Band, terms: int, width: int) -> torch.Tensor:
+    """Prefix power sums B_m(j) = sum_{i<=j} b_i^m of each row's sorted band values, m = 1 .. terms + 1.
+
+    Shape:
+        output: (terms + 1, r, width + 1) float64, j = 0 .. width (the -1 padding counts as 0).
+    """
+    r = band.vals.shape[0]
+    b = band.vals[:, :width].to(_F64).clamp_min(0)
+    pre = torch.empty(terms + 1, r, width + 1, dtype=_F64, device=b.device)
+    pre[:, :, 0] = 0
+    pre[0, :, 1:] = b
+    for m in range(1, terms + 1):
+        torch.mul(pre[m - 1, :, 1:], b, out=pre[m, :, 1:])
+    return pre.cumsum_(2)
+
+
+def _band_scores(pre, band: Band, metric: str, t, log_w, log_g, hi_sums, y_pow, j0, span: int) -> torch.Tensor:
+    """Exact expected scores of tau = n_hi + j for j = j0 .. j0 + span - 1 of each row (smooth 0), float64.
+
+    With the band's prefix power sums B_m(j) (:func:`_prefix_powers`), all nodes and all j come from batched
+    matrix products: sum_{i<=j} b_i / (1 - b_i y) = sum_m B_(m+1)(j) y^m (Dice) and
+    sum_{i<=j} log(1 - b_i y) = -sum_m B_m(j) y^m / m (IoU).
+
+    Shape:
+        pre: (terms + 1, r, W + 1).  t, log_w, log_g, hi_sums: (r, K).  y_pow: (r, K, terms + 1).
+        j0: (r,) int64 first offsets.  output: (r, span).
+    """
+    terms = pre.shape[0] - 1
+    dev = pre.device
+    j = (j0.unsqueeze(1) + torch.arange(span, device=dev)).clamp_max(pre.shape[2] - 1)  # (r, span)
+    sums = pre.gather(2, j.unsqueeze(0).expand(terms + 1, -1, -1)).permute(1, 2, 0)  # (r, span, terms + 1)
+    tau = (band.n_hi.unsqueeze(1) + j).to(_F64)
+    if metric == "dice":
+        h = torch.bmm(sums, y_pow.transpose(1, 2)) + hi_sums.unsqueeze(1)  # (r, span, K)
+        expo = (log_w + log_g).unsqueeze(1) - (tau + 1).unsqueeze(2) * t.unsqueeze(1)
+        return 2 * (torch.exp(expo) * h).sum(2)
+    inv_m = 1 / torch.arange(1, terms + 1, device=dev, dtype=_F64)
+    log_band = -torch.bmm(sums[:, :, :terms] * inv_m, y_pow[:, :, 1:].transpose(1, 2))  # (r, span, K)
+    expo = (log_w + log_g - hi_sums).unsqueeze(1) - log_band - tau.unsqueeze(2) * t.unsqueeze(1)
+    total = band.s_hi.unsqueeze(1) + sums[:, :, 0]  # S_tau
+    return torch.where(total > 0, total * torch.exp(expo).sum(2), torch.zeros_like(total))
+
+
+def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact-solver masks (smooth 0) from a partial sort around the RMA cut; rows it cannot certify are flagged.
+
+    The exact score lies between the RMA score R(tau) (its Jensen lower bound) and R(tau) (1 + eps(tau))
+    (:func:`_score_gap`, decreasing in tau), so a tau can only be optimal where R(tau) (1 + eps(tau)) >= R*,
+    the best RMA score (the exact score at the RMA optimum is at least R*). :mod:`rankseg._band` brackets
+    the RMA cut without sorting and gathers a sorted band of ranks around it, wider above the cut (where
+    eps is larger) than below. Inside the band only the ranks with R (1 + eps) >= R* are scored exactly
+    (quadrature of :mod:`rankseg._quadrature` with nodes for a >= n_hi + 1, where y = 1 - e^-t is small and
+    every node sum is a power series in the probabilities: power sums over the whole row for log G, over the
+    pixels above the band, and prefix power sums over the sorted band). Outside the band the concavity of
+    the RMA objective (:func:`rankseg._band.superlevel_inside`) proves that no rank reaches the best score.
+
+    Shape:
+        p: (r, d) float32/float64.  p_max: (r,) row maxima.  outputs: masks (r, d) bool, ok (r,) bool (masks
+        of rows with ok False are not meaningful).
+    """
+    r, d = p.shape
+    work = scratch(p.shape, p.dtype, p.device)
+    mu = p.sum(1).to(_F64)
+    p2 = torch.mul(p, p, out=work).sum(1).to(_F64)
+    var = (mu - p2).clamp_min(0)
+    ratio = Ratio(metric, 0.0, mu)
+    v0 = torch.maximum(ratio.score(p_max.to(_F64), torch.ones_like(mu)), estimate(sample(p, width), d, ratio))
+    bracket = ratio_bracket(p, ratio, v0, work)
+    # The window reaches about 2 sqrt(eps) (relative) from the cut: eps at tau = 0 above it (the left side of
+    # the certificate), eps near the split below it.
+    eps_top, eps_low = (e.clamp(0, 1) for e in _outside_gaps(metric, mu, var, bracket.total, bracket.n, p_max))
+    cut = ratio.cut(bracket.v_hi)
+    band, hi_vals, hi_starts = band_for_bracket(
+        p, ratio, bracket, (2 * eps_low.sqrt() * cut, 2 * eps_top.sqrt() * cut), work=work, with_above=True
+    )
+
+    # the ranks that can beat R*: R(tau) (1 + eps(tau)) >= R*
+    total = band.prefix()
+    taus = (band.n_hi.unsqueeze(1) + torch.arange(total.shape[1], device=p.device)).to(_F64)
+    valid = band.valid()
+    rma = ratio.score(total, taus).masked_fill(~valid, -torch.inf)
+    r_star = rma.amax(1)
+    hi_low = power_sums(hi_vals, hi_starts, 2)  # sums of p and p^2 above the band
+    squares = None
+    if metric == "dice":  # Q_tau = sum of squares of the tau largest values, for the tighter Dice gap
+        b = band.vals.to(_F64).clamp_min(0)
+        squares = hi_low[:, 1:2] + torch.cat([torch.zeros_like(b[:, :1]), (b * b).cumsum(1)], 1)
+    gaps = _score_gap(metric, mu.unsqueeze(1), var.unsqueeze(1), taus, total, squares)
+    upper = rma * (1 + gaps)  # >= the exact score of each rank
+    # Ranks that may beat the RMA optimum's exact score (at least R*, by Jensen; computed below).
+    j_rma = rma.argmax(1)
+    maybe = valid & (upper >= r_star.unsqueeze(1) * (1 - 1e-12))
+    j0 = torch.where(maybe.any(1), maybe.to(torch.uint8).argmax(1), torch.zeros_like(band.count))
+    j1 = maybe.shape[1] - 1 - maybe.flip(1).to(torch.uint8).argmax(1)
+
+    a_min = (band.n_hi + j0 + (1 if metric == "dice" else 0)).clamp_min(1).to(_F64)
+    span = max(int((j1 - j0 + 1).clamp_min(1).max()), 1)
+    # Beyond a_min, G (Dice) or the product over the unselected pixels (IoU) makes the integrand decay at
+    # least like e^(-(a_min + m y(T)/T) t) on [0, T], T = 38 / a_min, m their mean (y(t)/t is decreasing):
+    # the nodes stop where that rate has cut 38 e-folds, which keeps y = 1 - e^-t and the series short.
+    m_out = mu if metric == "dice" else (mu - total.gather(1, (j0 + span).clamp_max(band.count).unsqueeze(1))[:, 0])
+    horizon = 38 / a_min
+    t, w = nodes(d, mu, 0.0, a_min + m_out.clamp_min(0) * -torch.expm1(-horizon) / horizon)
+    y_max = (-torch.expm1(-t)).amax(1)
+    ok = (y_max <= _BAND_MAX_Y) & (mu >= _BAND_MIN_MASS)
+    y_top = float(y_max[ok].max()) if bool(ok.any()) else 0.5
+    log_tol = math.log(_SERIES_TOL / max(float(mu.max()), 1.0))
+    terms = min(max(2, math.ceil(log_tol / math.log(max(y_top, 1e-300)))), 60)
+    # Power sums P_m = sum p^m of the row for log G. The pixels below the band (p <= lo) need fewer terms,
+    # since (p y)^m <= (lo y)^m: P_m for m <= terms_lo come from passes over the whole row (float32, through
+    # the scratch buffer), higher ones from the band and the pixels above it alone; what that leaves out is
+    # at most mu (lo y)^terms_lo y / (1 - lo y), below the series tolerance.
+    lo_top = float(band.lo[ok].to(_F64).clamp_min(0).max()) if bool(ok.any()) else 1.0
+    terms_lo = min(terms, max(2, math.ceil(log_tol / math.log(max(y_top * lo_top, 1e-300)))))
+    hi_pow = torch.cat([hi_low, power_sums(hi_vals, hi_starts, terms + 1, first=3)], 1)
+    row_pow = torch.empty(r, terms, dtype=_F64, device=p.device)
+    row_pow[:, 0], row_pow[:, 1] = mu, p2
+    if terms_lo > 2:
+        q = torch.mul(p, p, out=work)
+        for m in range(2, terms_lo):
+            row_pow[:, m] = q.mul_(p).sum(1).to(_F64)
+        del q
+    del work
+    if terms > terms_lo:
+        b = band.vals.to(_F64).clamp_min(0)
+        bp = b ** terms_lo
+        for m in range(terms_lo, terms):
+            bp = bp * b
+            row_pow[:, m] = hi_pow[:, m] + bp.sum(1)
+    y = -torch.expm1(-t)
+    inv_m = 1 / torch.arange(1, terms + 1, device=p.device, dtype=_F64)
+    y_pow = torch.empty(*y.shape, terms + 1, dtype=_F64, device=p.device)  # (r, K, terms + 1): y^0 .. y^terms
+    y_pow[:, :, 0] = 1
+    for m in range(1, terms + 1):
+        torch.mul(y_pow[:, :, m - 1], y, out=y_pow[:, :, m])
+    log_g = -torch.einsum("rm,rkm->rk", row_pow * inv_m, y_pow[:, :, 1:])
+    if metric == "dice":
+        hi_sums = torch.einsum("rm,rkm->rk", hi_pow, y_pow)  # sum over hi of p / (1 - p y)
+    else:
+        hi_sums = -torch.einsum("rm,rkm->rk", hi_pow[:, :terms] * inv_m, y_pow[:, :, 1:])  # log prod (1 - p y)
+
+    pre = _prefix_powers(band, terms, int(j1.max()) if r else 0)
+    log_w = torch.log(w)
+
+    def exact_scores(first: torch.Tensor, n: int) -> torch.Tensor:
+        out = torch.empty(r, n, dtype=_F64, device=p.device)
+        # (r, n, K) float64 temporaries, a few per row: up to twice the input
+        for sl in row_chunks(r, n * t.shape[1] * 8 * 4, 2 * p.numel() * p.element_size(), p.device):
+            sub = Band(*(x[sl] if i < 6 else x for i, x in enumerate(band)))
+            parts = (t[sl], log_w[sl], log_g[sl], hi_sums[sl], y_pow[sl])
+            out[sl] = _band_scores(pre[:, sl], sub, metric, *parts, first[sl], n)
+        return out
+
+    # The exact score of the RMA optimum is a much better floor than R*: only ranks whose upper bound
+    # reaches it are scored.
+    floor = exact_scores(j_rma, 1)[:, 0]
+    scored = maybe & (upper >= floor.unsqueeze(1) * (1 - 1e-12))
+    scored.scatter_(1, j_rma.unsqueeze(1), True)
+    j0 = scored.to(torch.uint8).argmax(1)
+    j1 = scored.shape[1] - 1 - scored.flip(1).to(torch.uint8).argmax(1)
+    span = max(int((j1 - j0 + 1).max()), 1)
+    score = exact_scores(j0, span)
+    jj = j0.unsqueeze(1) + torch.arange(span, device=p.device)
+    score = score.masked_fill(~scored.gather(1, jj.clamp_max(scored.shape[1] - 1)) | (jj > j1.unsqueeze(1)), -torch.inf)
+    best = score.amax(1)
+    tau = band.n_hi + j0 + score.argmax(1)
+    # outside the band: left with eps at tau = 0, right with eps at tau = n_lo + 1
+    last = band.count.unsqueeze(1)
+    eps_left, eps_right = _outside_gaps(
+        metric, mu, var, total[:, 0], band.n_hi + band.count, p_max.to(_F64),
+        total.gather(1, last)[:, 0], None if squares is None else squares.gather(1, last)[:, 0],
+    )
+    ok &= torch.isfinite(best) & (best >= r_star * (1 - 1e-9))
+    left = superlevel_inside(band, ratio, best / (1 + eps_left) * (1 - 1e-9), d, side="top")
+    right = superlevel_inside(band, ratio, best / (1 + eps_right) * (1 - 1e-9), d, side="bottom")
+    ok &= left & right
+    return mask_at_rank(band, torch.where(ok, tau, band.n_hi)), ok
+
+
+def exact_row_masks(
+    rows: torch.Tensor,
+    metric: str,
+    smooth: float,
+    solve: torch.Tensor,
+    width: int = 1,
+    maxima: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Exact-solver masks for every row; rows with ``solve`` False stay empty. Shape: (R, d) -> (R, d) bool.
+
+    Smooth 0 takes the partial-sort path (:func:`_band_masks`); smoothed metrics and rows it cannot certify
+    sort their rows.
+    """
+    n_rows = rows.shape[0]
     idx = solve.nonzero().squeeze(1)
     if idx.numel() == 0:
-        return out
+        return torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
     input_bytes = rows.numel() * rows.element_size()
-    for sl in row_chunks(idx.numel(), rows.shape[1] * 96, input_bytes, rows.device):
+    fast = smooth == 0.0
+    per_row = rows.shape[1] * (rows.element_size() + 2 if fast else 96)
+    out = None
+    for sl in row_chunks(idx.numel(), per_row, input_bytes, rows.device):
         ids = idx[sl]
-        p = rows[ids]
-        vals = sort_descending(p)
-        out[ids] = top_tau_mask(p, vals, _exact_tau(vals.to(_F64), metric, smooth))
+        whole = ids.numel() == n_rows
+        p = rows.contiguous() if whole else rows[ids]
+        if fast:
+            masks, ok = _band_masks(p, metric, width, p.amax(1) if maxima is None else maxima[ids])
+            if not bool(ok.all()):
+                rest = (~ok).nonzero().squeeze(1)
+                masks[rest] = _sorted_masks(p[rest], metric, smooth)
+        else:
+            masks = _sorted_masks(p, metric, smooth)
+        if whole:
+            return masks
+        if out is None:
+            out = torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
+        out[ids] = masks
     return out
+
+
+def _sorted_masks(p: torch.Tensor, metric: str, smooth: float) -> torch.Tensor:
+    vals = sort_descending(p)
+    return top_tau_mask(p, vals, _exact_tau(vals.to(_F64), metric, smooth))
 
 
 def exact_delta(probs: torch.Tensor, masks: torch.Tensor, metric: str, smooth: float):

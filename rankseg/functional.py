@@ -98,7 +98,7 @@ def _exact_solve(probs, metric, smooth, output_mode, pruning_prob, policy, void_
     # the exact increments hold one float64 per quadrature node (~75) and a few temporaries per pixel and class
     return _multiclass.solve(
         probs,
-        lambda rows, solve, mx: _exact.exact_row_masks(rows, metric, smooth, solve),
+        lambda rows, solve, mx: _exact.exact_row_masks(rows, metric, smooth, solve, probs.shape[-1], mx),
         lambda flat, masks: _exact.exact_delta(flat, masks, metric, smooth),
         output_mode,
         pruning_prob,
