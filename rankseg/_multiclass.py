@@ -18,9 +18,9 @@ from rankseg._common import as_rows, prune_rows, row_chunks, row_max, row_sums64
 
 # delta(p, image_index) -> increments: p is (n, C) probabilities of n pixels, image_index (n,) their image.
 DeltaFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# dense(probs, masks, count, images) -> increments (b, C, d) for a slice of images (the RMA scores are cheap
-# enough to evaluate for every pixel and class, which avoids gathering pixels across the class dimension).
-DenseFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, slice], torch.Tensor]
+# gains(images) -> increments (b, C, d) for a slice of images, every pixel and class (cheap enough for the RMA
+# scores and for the exact scores' polynomial form, and it avoids gathering pixels across the class dim).
+DenseFn = Callable[[slice], torch.Tensor]
 # Ineligible classes get this score: below any increment (|increment| <= 2 for Dice and IoU scores).
 _BIG = 1e30
 
@@ -123,7 +123,7 @@ def resolve_dense(
     probs: torch.Tensor,
     masks: torch.Tensor,
     count: torch.Tensor,
-    dense: DenseFn,
+    gains: DenseFn,
     unassigned_policy: str,
     void_index: int,
 ) -> torch.Tensor:
@@ -147,7 +147,7 @@ def resolve_dense(
     input_bytes = probs.numel() * probs.element_size()
     per_image = n_cls * d * (2 * probs.element_size() + 2)
     for sl in row_chunks(n_img, per_image, 3 * input_bytes, probs.device):
-        gain = dense(probs, masks, count, sl)
+        gain = gains(sl)
         # eligible: selecting classes, or every pixel of an active class where nothing is selected
         keep = (masks[sl] | unassigned[sl].unsqueeze(1)).view(torch.uint8).to(gain.dtype)
         gain.mul_(keep)
@@ -180,8 +180,9 @@ def solve(
         probs: (B, C, *spatial) probabilities.
         row_masks: ``(rows, solve, maxima) -> masks`` on the (B * C, d) row view; rows with ``solve`` False
             stay empty; ``maxima`` are the rows' largest values.
-        deltas: ``(probs (B, C, d), masks (B, C, d)) -> (count, delta)``, the solver's own increments: a
-            :data:`DeltaFn` evaluated on the pixels that need it, or a :data:`DenseFn` when ``dense``.
+        deltas: the solver's own increments: ``(probs (B, C, d), masks (B, C, d)) -> (count, delta)`` with a
+            :data:`DeltaFn` evaluated on the pixels that need it, or, when ``dense``,
+            ``(probs, masks, count) -> gains``, a :data:`DenseFn`.
         delta_bytes_per_pixel: temporary bytes ``delta`` needs per pixel and class (sizes its chunks).
         maxima: the rows' maxima if already computed (:func:`rankseg._common.row_max`).
     """
@@ -196,7 +197,7 @@ def solve(
     masks = masks.reshape(n_img, n_cls, rows.shape[1])
     if dense:
         count = selection_count(masks)
-        labels = resolve_dense(flat, masks, count, deltas, unassigned_policy, void_index)
+        labels = resolve_dense(flat, masks, count, deltas(flat, masks, count), unassigned_policy, void_index)
     else:
         count, delta = deltas(flat, masks)
         labels = resolve(flat, masks, count, delta, unassigned_policy, void_index, delta_bytes_per_pixel)

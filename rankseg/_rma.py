@@ -141,7 +141,7 @@ def rma_gains(metric: str, smooth: float):
       above s = 1e6.
 
     Returns:
-        a :data:`rankseg._multiclass.DenseFn`.
+        ``(probs (B, C, d), masks, count) -> gains``, a :data:`rankseg._multiclass.DenseFn`.
     """
     s = smooth
 
@@ -176,7 +176,7 @@ def rma_gains(metric: str, smooth: float):
         raw = p - (m + s) / safe * rest
         return raw.div_(denom + rest)
 
-    return dense
+    return lambda probs, masks, count: (lambda sl: dense(probs, masks, count, sl))
 
 
 def rankseg_rma(

@@ -95,15 +95,15 @@ def _accuracy(probs: torch.Tensor, solver: str, output_mode: str) -> torch.Tenso
 
 
 def _exact_solve(probs, metric, smooth, output_mode, pruning_prob, policy, void_index, maxima=None) -> torch.Tensor:
-    # the exact increments hold one float64 per quadrature node (~75) and a few temporaries per pixel and class
     return _multiclass.solve(
         probs,
         lambda rows, solve, mx: _exact.exact_row_masks(rows, metric, smooth, solve, probs.shape[-1], mx),
-        lambda flat, masks: _exact.exact_delta(flat, masks, metric, smooth),
+        lambda flat, masks, count: _exact.exact_gains(flat, masks, metric, smooth),
         output_mode,
         pruning_prob,
         policy,
         void_index,
-        8 * 400,
+        0,
         maxima,
+        dense=True,
     )
