@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from rankseg._common import sort_descending, threshold_below
+from rankseg._common import sort_descending, threshold_below, use_numpy
 
 __all__ = [
     "Band",
@@ -44,6 +44,7 @@ __all__ = [
     "mask_above",
     "mask_at_rank",
     "power_sums",
+    "ragged_count_sum",
     "ratio_bracket",
     "sample",
     "segment_sums",
@@ -63,7 +64,7 @@ _MAX_ITERS = 200
 
 
 def _on_cpu(t: torch.Tensor) -> bool:
-    return t.device.type == "cpu"
+    return use_numpy(t)
 
 
 def greater(p: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
@@ -270,7 +271,7 @@ class Band(NamedTuple):
 
 def _bool_scratch(work: torch.Tensor | None, shape: tuple[int, int]) -> np.ndarray | None:
     """A bool (r, d) NumPy array in the memory of a float scratch tensor (None if there is none)."""
-    if work is None or not work.is_contiguous() or work.device.type != "cpu":
+    if work is None or not work.is_contiguous() or not use_numpy(work):
         return None
     size = shape[0] * shape[1]
     raw = work.view(torch.uint8).reshape(-1).numpy()
@@ -509,10 +510,12 @@ def power_sums(x: torch.Tensor, starts: torch.Tensor, terms: int, first: int = 1
     if x.numel() == 0 or terms < first:
         return out
     if _on_cpu(x):
-        xs = x.numpy().astype(np.float64)
+        xs = x.numpy()  # multiplied into the float64 accumulator as is (no float64 copy of the values)
         st = starts.numpy()
         idx, empty = np.minimum(st[:-1], xs.size - 1), np.diff(st) == 0
-        q = xs**first
+        q = xs.astype(np.float64)
+        for _ in range(first - 1):
+            q *= xs
         o = out.numpy()
         for m in range(first, terms + 1):
             o[:, m - first] = np.add.reduceat(q, idx)
@@ -527,6 +530,26 @@ def power_sums(x: torch.Tensor, starts: torch.Tensor, terms: int, first: int = 1
         if m < terms:
             q.mul_(xs)
     return out
+
+
+def ragged_count_sum(vals: torch.Tensor, starts: torch.Tensor, thr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Count and float64 sum of each row's ragged values strictly above ``thr`` (r,). Output: (r,) each."""
+    if _on_cpu(vals):
+        v, st = vals.numpy(), starts.numpy()
+        r = st.size - 1
+        if v.size == 0:
+            return torch.zeros(r, dtype=torch.int64), torch.zeros(r, dtype=_F64)
+        above = v > np.repeat(thr.numpy(), np.diff(st))
+        idx, empty = np.minimum(st[:-1], v.size - 1), np.diff(st) == 0
+        n = np.where(empty, 0, np.add.reduceat(above, idx, dtype=np.int64))
+        total = np.where(empty, 0.0, np.add.reduceat(np.where(above, v, 0), idx, dtype=np.float64))
+        return torch.from_numpy(n), torch.from_numpy(total)
+    else:
+        counts = starts[1:] - starts[:-1]
+        above = vals > torch.repeat_interleave(thr, counts, output_size=vals.numel())
+        both = torch.stack([above.to(_F64), torch.where(above, vals, 0).to(_F64)], 1)
+    sums = segment_sums(both, starts)
+    return sums[:, 0].round().to(torch.int64), sums[:, 1]
 
 
 def segment_sums(x: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:

@@ -92,6 +92,29 @@ def free_scratch() -> None:
     _SCRATCH.buf = None
 
 
+# CPU tensors take NumPy fast paths for comparisons, gathers and small sorts (several times faster than torch
+# there); the torch code paths (used on other devices) give identical results, which tests check by turning
+# the NumPy paths off with :func:`numpy_kernels`.
+_NUMPY_KERNELS = True
+
+
+@contextmanager
+def numpy_kernels(enabled: bool) -> Iterator[None]:
+    """Temporarily enable or disable the CPU NumPy fast paths (tests run the torch paths with it)."""
+    global _NUMPY_KERNELS
+    old = _NUMPY_KERNELS
+    _NUMPY_KERNELS = enabled
+    try:
+        yield
+    finally:
+        _NUMPY_KERNELS = old
+
+
+def use_numpy(*tensors: torch.Tensor) -> bool:
+    """Whether the NumPy fast paths apply: every tensor on the CPU and the paths enabled."""
+    return _NUMPY_KERNELS and all(t.device.type == "cpu" for t in tensors)
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float16/bfloat16 are promoted to float32; float32 and float64 keep their precision."""
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -180,7 +203,7 @@ def sort_descending(p: torch.Tensor) -> torch.Tensor:
         p: (R, d) contiguous; output: (R, d), same dtype and device.
     """
     n_rows = p.shape[0]
-    if p.device.type != "cpu" or n_rows == 0:
+    if not use_numpy(p) or n_rows == 0:
         return torch.sort(p, dim=1, descending=True).values
     src = p.numpy()
     dst = np.empty_like(src)

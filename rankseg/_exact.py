@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from rankseg import _multiclass
 from rankseg._band import (
     Band,
     Ratio,
@@ -35,11 +35,21 @@ from rankseg._band import (
     estimate,
     mask_at_rank,
     power_sums,
+    ragged_count_sum,
     ratio_bracket,
     sample,
     superlevel_inside,
 )
-from rankseg._common import as_rows, row_chunks, row_sums64, scratch, sort_descending, top_tau_mask
+from rankseg._common import (
+    as_rows,
+    row_chunks,
+    row_sums64,
+    scratch,
+    sort_descending,
+    threshold_below,
+    top_tau_mask,
+    use_numpy,
+)
 from rankseg._quadrature import nodes
 from rankseg._validation import check_prob_values, check_probs_structure, check_smooth
 
@@ -158,10 +168,14 @@ def _fast_node_sums(
                 q.mul_(p)
         del q, work
         sel = (mask if ids.numel() == r else mask[ids]).contiguous()
-        flat = sel.reshape(-1).nonzero().squeeze(1)
         counts = sel.view(torch.uint8).sum(1, dtype=torch.int64)
         starts = torch.cat([torch.zeros_like(counts[:1]), counts.cumsum(0)])
-        in_set = power_sums(p.reshape(-1)[flat], starts, terms + 1)
+        if use_numpy(p):
+            in_vals = torch.from_numpy(p.numpy().reshape(-1)[np.flatnonzero(sel.numpy())])
+        else:
+            in_vals = p.reshape(-1)[sel.reshape(-1)]
+        in_set = power_sums(in_vals, starts, terms + 1)
+        del in_vals
         ys = y[ids]
         y_pow = torch.empty(*ys.shape, terms + 1, dtype=_F64, device=t.device)  # y^0 .. y^terms
         y_pow[:, :, 0] = 1
@@ -568,7 +582,11 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     bracket = ratio_bracket(p, ratio, v0, work)
     # The window reaches about 2 sqrt(eps) (relative) from the cut: eps at tau = 0 above it (the left side of
     # the certificate), eps near the split below it.
-    eps_top, eps_low = (e.clamp(0, 1) for e in _outside_gaps(metric, mu, var, bracket.total, bracket.n, p_max))
+    # The window reaches about 2 sqrt(eps) (relative) from the cut, eps the gap near the cut's rank (above
+    # the band, where the gap grows, the certificate below splits the ranks further).
+    half = (bracket.n.to(_F64) / 2).floor()
+    eps_top = _outside_gaps(metric, mu, var, bracket.total, half, p_max)[1].clamp(0, 1)
+    eps_low = _outside_gaps(metric, mu, var, bracket.total, bracket.n, p_max)[1].clamp(0, 1)
     cut = ratio.cut(bracket.v_hi)
     band, hi_vals, hi_starts = band_for_bracket(
         p, ratio, bracket, (2 * eps_low.sqrt() * cut, 2 * eps_top.sqrt() * cut), work=work, with_above=True
@@ -664,17 +682,47 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     score = score.masked_fill(~scored.gather(1, jj.clamp_max(scored.shape[1] - 1)) | (jj > j1.unsqueeze(1)), -torch.inf)
     best = score.amax(1)
     tau = band.n_hi + j0 + score.argmax(1)
-    # outside the band: left with eps at tau = 0, right with eps at tau = n_lo + 1
+    # Outside the band. Below it: eps at tau = n_lo + 1 holds for every larger tau. Above it the gap grows as
+    # tau falls, so the ranks above are split at the pixels above a few thresholds c_1 < c_2 < c_3 between
+    # hi and the row maximum (counted from the gathered pixels): ranks in [n(c_k), n(c_(k-1))) use the gap
+    # at n(c_k), checked at n(c_(k-1)), and ranks below n(c_3) the gap at 0, checked at n(c_3).
     last = band.count.unsqueeze(1)
     eps_left, eps_right = _outside_gaps(
         metric, mu, var, total[:, 0], band.n_hi + band.count, p_max.to(_F64),
         total.gather(1, last)[:, 0], None if squares is None else squares.gather(1, last)[:, 0],
     )
     ok &= torch.isfinite(best) & (best >= r_star * (1 - 1e-9))
-    left = superlevel_inside(band, ratio, best / (1 + eps_left) * (1 - 1e-9), d, side="top")
-    right = superlevel_inside(band, ratio, best / (1 + eps_right) * (1 - 1e-9), d, side="bottom")
-    ok &= left & right
+    level = best * (1 - 1e-9)
+    ok &= superlevel_inside(band, ratio, level / (1 + eps_right), d, side="bottom")
+    top_n, top_s = band.n_hi.to(_F64), total[:, 0]
+    top_ok = (ratio.gap(level / (1 + eps_left), top_s, top_n) < 0) | (top_n == 0)
+    if not bool((top_ok | ~ok).all()):
+        top_ok = top_ok | _top_levels(metric, ratio, mu, var, p_max.to(_F64), band, hi_vals, hi_starts, level, top_s, eps_left, p.dtype)
+    ok &= top_ok
     return mask_at_rank(band, torch.where(ok, tau, band.n_hi)), ok
+
+
+def _top_levels(metric, ratio, mu, var, p_max, band, hi_vals, hi_starts, level, top_s, eps_left, dtype):
+    """The certificate for the ranks above the band, split at the pixels above a few thresholds.
+
+    Ranks in [n(c_k), n(c_(k-1))) use the gap at n(c_k), checked at n(c_(k-1)) (the RMA objective is
+    increasing up to the band, see :func:`rankseg._band.superlevel_inside`), and ranks below n(c_3) the gap
+    at 0, checked at n(c_3); c_1 < c_2 < c_3 lie between hi and the row maximum and are counted from the
+    gathered pixels above the band.
+    """
+    top_n = band.n_hi.to(_F64)
+    hi64 = band.hi.to(_F64)
+    top_ok = torch.ones_like(band.count, dtype=torch.bool)
+    for frac in (0.125, 0.25, 0.5):
+        c = threshold_below(hi64 + (p_max - hi64).clamp_min(0) * frac, dtype)
+        n_c, s_c = ragged_count_sum(hi_vals, hi_starts, c)
+        if metric == "dice":  # ranks >= n_c, with Q / S <= p_max
+            eps_c = _score_gap(metric, mu, var, n_c.to(_F64), torch.ones_like(mu), p_max)
+        else:  # a = tau >= n_c and S_tau <= top_s
+            eps_c = _reciprocal_gap(var, n_c.to(_F64).clamp_min(1), mu - top_s)
+        top_ok &= (ratio.gap(level / (1 + eps_c), top_s, top_n) < 0) | (top_n == 0)
+        top_n, top_s = n_c.to(_F64), s_c
+    return top_ok & ((ratio.gap(level / (1 + eps_left), top_s, top_n) < 0) | (top_n == 0))
 
 
 def exact_row_masks(
@@ -727,7 +775,7 @@ _POLY_MAX_Y = 0.3
 _POLY_MAX_TERMS = 40
 
 
-def exact_gains(probs: torch.Tensor, masks: torch.Tensor, metric: str, smooth: float):
+def exact_gains(probs: torch.Tensor, masks: torch.Tensor, count: torch.Tensor, metric: str, smooth: float):
     """Exact expected-score increments for the multiclass overlap resolution, for every pixel and class.
 
     For each (image, class) with uniquely-owned set A the increment of a pixel of probability p is
@@ -742,12 +790,12 @@ def exact_gains(probs: torch.Tensor, masks: torch.Tensor, metric: str, smooth: f
     the ~70 nodes. The other rows use the node sum.
 
     Returns:
-        a :data:`rankseg._multiclass.DenseFn` (increments in the working dtype, like the RMA ones).
+        a :data:`rankseg._multiclass.GainsFn` (increments in the working dtype, like the RMA ones).
     """
     s = smooth
     n_img, n_cls, d = probs.shape
-    tau, _, count = _multiclass.owned_stats(probs, masks)
     unique = (masks & (count == 1).unsqueeze(1)).reshape(n_img * n_cls, d)
+    tau = row_sums64(unique.view(torch.uint8))
     rows = probs.reshape(n_img * n_cls, d)
     tau = tau.reshape(-1)
     empty = tau == 0
@@ -803,10 +851,14 @@ def exact_gains(probs: torch.Tensor, masks: torch.Tensor, metric: str, smooth: f
     coef = coef.view(n_img, n_cls, t.shape[1])
     y = y.view(n_img, n_cls, t.shape[1])
 
+    const_ = const.unsqueeze(2)
+    base_ = base.unsqueeze(2) if base is not None else None
+    bi, ci = slow_rows.nonzero(as_tuple=True)
+
     def gains(sl: slice) -> torch.Tensor:
-        p = probs[sl]
+        p = probs[:, :, sl]
         dt = p.dtype
-        a = poly[sl].to(dt)
+        a = poly.to(dt)
         # Horner for P(p) = sum_m a_m p^m over every pixel and class, in the working dtype (like the RMA
         # increments); Dice: const + p P(p), IoU: (S_A + s + p) P(p) - const
         if terms == 1:
@@ -816,22 +868,20 @@ def exact_gains(probs: torch.Tensor, masks: torch.Tensor, metric: str, smooth: f
             for m in range(terms - 3, -1, -1):
                 acc.mul_(p).add_(a[:, :, m : m + 1])
         if metric == "dice":
-            out = acc.mul_(p).add_(const[sl].unsqueeze(2).to(dt))
+            out = acc.mul_(p).add_(const_.to(dt))
         else:
-            out = acc.mul_(p + base[sl].unsqueeze(2).to(dt)).sub_(const[sl].unsqueeze(2).to(dt))
-        bad = slow_rows[sl]
-        if bool(bad.any()):
-            bi, ci = bad.nonzero(as_tuple=True)
-            ps = p[bi, ci].to(_F64)  # (n, d)
+            out = acc.mul_(p + base_.to(dt)).sub_(const_.to(dt))
+        if bi.numel():
+            ps = p[bi, ci].to(_F64)  # (n, pixels) of the rows the polynomial does not cover
             node_sum = torch.zeros_like(ps)
             for k in range(coef.shape[2]):  # quadrature nodes, vectorised over the rows and pixels
-                c_k = coef[sl][bi, ci, k].unsqueeze(1)
-                inv = 1 / (1 - ps * y[sl][bi, ci, k].unsqueeze(1)).clamp_min(_TINY)
+                c_k = coef[bi, ci, k].unsqueeze(1)
+                inv = 1 / (1 - ps * y[bi, ci, k].unsqueeze(1)).clamp_min(_TINY)
                 node_sum += c_k * (ps * inv if metric == "dice" else inv)
             if metric == "dice":
-                out[bi, ci] = (node_sum + const[sl][bi, ci].unsqueeze(1)).to(dt)
+                out[bi, ci] = (node_sum + const_[bi, ci]).to(dt)
             else:
-                out[bi, ci] = ((base[sl][bi, ci].unsqueeze(1) + ps) * node_sum - const[sl][bi, ci].unsqueeze(1)).to(dt)
+                out[bi, ci] = ((base_[bi, ci] + ps) * node_sum - const_[bi, ci]).to(dt)
         return out
 
     return gains

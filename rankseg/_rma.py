@@ -20,7 +20,7 @@ import torch
 
 from rankseg import _multiclass
 from rankseg._band import Ratio, band_dinkelbach, band_for_bracket, estimate, mask_above, ratio_bracket, sample
-from rankseg._common import row_chunks, row_sums64, scratch, sort_descending, top_tau_mask
+from rankseg._common import row_chunks, row_sums64, scratch, sort_descending, top_tau_mask, use_numpy
 from rankseg._validation import (
     check_policy,
     check_prob_values,
@@ -122,7 +122,7 @@ _SCALED_SMOOTH = 1e6
 
 def _masked_row_sums(p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sums over the last dim of the entries where ``mask`` is True, in p's dtype. Shape: (b, C, d) -> (b, C, 1)."""
-    if p.device.type == "cpu" and p.is_contiguous() and mask.is_contiguous():
+    if use_numpy(p) and p.is_contiguous() and mask.is_contiguous():
         out = np.add.reduce(p.numpy(), axis=2, where=mask.numpy(), keepdims=True)
         return torch.from_numpy(np.ascontiguousarray(out))
     return torch.where(mask, p, 0).sum(2, keepdim=True)
@@ -141,42 +141,62 @@ def rma_gains(metric: str, smooth: float):
       above s = 1e6.
 
     Returns:
-        ``(probs (B, C, d), masks, count) -> gains``, a :data:`rankseg._multiclass.DenseFn`.
+        ``(probs (B, C, d), masks, count) -> gains``, a :data:`rankseg._multiclass.GainsFn` factory.
     """
     s = smooth
 
-    def dense(probs: torch.Tensor, masks: torch.Tensor, count: torch.Tensor, sl: slice) -> torch.Tensor:
-        p = probs[sl]
-        unique = masks[sl] & (count[sl] == 1).unsqueeze(1)
-        pb_mean = p.sum(2, keepdim=True)
-        m = _masked_row_sums(p, unique)
-        tau = unique.view(torch.uint8).sum(2, keepdim=True, dtype=torch.int32).to(p.dtype)
+    def prepare(probs: torch.Tensor, masks: torch.Tensor, count: torch.Tensor):
+        unique = masks & (count == 1).unsqueeze(1)
+        pb_mean = probs.sum(2, keepdim=True)
+        m = _masked_row_sums(probs, unique)
+        tau = unique.view(torch.uint8).sum(2, keepdim=True, dtype=torch.int32).to(probs.dtype)
+        del unique
         # The expressions and their evaluation order are 0.0.8's, so the increments round identically.
         if metric == "dice":
             offset = tau + pb_mean + 1
             if s == 0:
-                return (p - m / offset).mul_(2.0 / (offset + 1))
+                k1, k2 = m / offset, 2.0 / (offset + 1)
+                return lambda sl: (probs[:, :, sl] - k1).mul_(k2)
             if s > _SCALED_SMOOTH:
                 base, mid, nxt = 1.0 + (offset - 1) / s, 1.0 + offset / s, 1.0 + (offset + 1) / s
-                return 2 * (p * mid - m / s) / (mid * nxt) - 1.0 / (base * mid)
+
+                def scaled(sl: slice) -> torch.Tensor:
+                    return 2 * (probs[:, :, sl] * mid - m / s) / (mid * nxt) - 1.0 / (base * mid)
+
+                return scaled
             denom = offset + s
             base = denom - 1
             safe = torch.where(base == 0, torch.ones_like(base), base)
-            raw = 2 * (p * denom - m) / (denom * (denom + 1))
-            raw -= s / (safe * denom)
-            return torch.where(base == 0, torch.full_like(raw, -1.0), raw)
+
+            def smoothed(sl: slice) -> torch.Tensor:
+                raw = 2 * (probs[:, :, sl] * denom - m) / (denom * (denom + 1))
+                raw -= s / (safe * denom)
+                return torch.where(base == 0, torch.full_like(raw, -1.0), raw)
+
+            return smoothed
         offset = tau + pb_mean - m
         if s > _SCALED_SMOOTH:
             mid = 1.0 + offset / s
-            nxt = 1.0 + (offset - p + 1) / s
-            return (p * mid - (1.0 + m / s) * (1.0 - p)) / (mid * nxt)
+
+            def iou_scaled(sl: slice) -> torch.Tensor:
+                p = probs[:, :, sl]
+                nxt = 1.0 + (offset - p + 1) / s
+                return (p * mid - (1.0 + m / s) * (1.0 - p)) / (mid * nxt)
+
+            return iou_scaled
         denom = offset + s
         safe = torch.where(denom == 0, torch.ones_like(denom), denom)
-        rest = 1 - p
-        raw = p - (m + s) / safe * rest
-        return raw.div_(denom + rest)
+        base = (m + s) / safe
 
-    return lambda probs, masks, count: (lambda sl: dense(probs, masks, count, sl))
+        def iou(sl: slice) -> torch.Tensor:
+            p = probs[:, :, sl]
+            rest = 1 - p
+            raw = p - base * rest
+            return raw.div_(denom + rest)
+
+        return iou
+
+    return prepare
 
 
 def rankseg_rma(
@@ -234,7 +254,5 @@ def _rma(
         pruning_prob,
         unassigned_policy,
         void_index,
-        0,
         maxima,
-        dense=True,
     )

@@ -98,12 +98,10 @@ def _exact_solve(probs, metric, smooth, output_mode, pruning_prob, policy, void_
     return _multiclass.solve(
         probs,
         lambda rows, solve, mx: _exact.exact_row_masks(rows, metric, smooth, solve, probs.shape[-1], mx),
-        lambda flat, masks, count: _exact.exact_gains(flat, masks, metric, smooth),
+        lambda flat, masks, count: _exact.exact_gains(flat, masks, count, metric, smooth),
         output_mode,
         pruning_prob,
         policy,
         void_index,
-        0,
         maxima,
-        dense=True,
     )

@@ -8,9 +8,11 @@
 Inputs are softmax (sigmoid for one channel) of smooth random logits: Gaussian noise on a grid 16 times coarser,
 upsampled bilinearly and scaled by 4, so that objects are spatially coherent and probabilities range from
 confident to uncertain, as in real networks. The official release runs in a subprocess (its package is also
-called ``rankseg``) on bit-identical inputs (same seed, same generator). Every figure is the median of
-``--repeats`` runs after one warm-up; peak extra memory is measured once per solver in a fresh subprocess
-(CPU: growth of the peak resident set size; CUDA: torch.cuda.max_memory_allocated above the input).
+called ``rankseg``) on bit-identical inputs (same seed, same generator). ``--rounds`` rounds alternate between
+the two implementations (ours, 0.0.8, ours, ...), each timing ``--repeats`` calls per case after one warm-up;
+every figure is the median over all rounds, so slow drifts of a shared machine hit both alike. Peak extra
+memory is measured once per solver in a fresh subprocess (CPU: growth of the peak resident set size; CUDA:
+torch.cuda.max_memory_allocated above the input).
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ def _call(fn, probs, kwargs):
 
 
 def time_cases(impl: str, shapes: dict, device: str, repeats: int, only: list[str] | None) -> dict:
-    """Medians in ms for one implementation ("ours" or "official", whichever ``rankseg`` is importable)."""
+    """Times in ms of every call for one implementation ("ours" or "official", whichever ``rankseg`` is
+    importable)."""
     from rankseg.functional import rankseg as fn
 
     out: dict[str, dict[str, float]] = {}
@@ -110,7 +113,7 @@ def time_cases(impl: str, shapes: dict, device: str, repeats: int, only: list[st
                     torch.cuda.synchronize()
                 if i:  # the first run is a warm-up
                     times.append((time.perf_counter() - t0) * 1e3)
-            out.setdefault(name, {})[label] = statistics.median(times)
+            out.setdefault(name, {})[label] = times
     return out
 
 
@@ -155,7 +158,8 @@ def render(results: dict, memory: dict, shapes: dict, args, official: bool, devi
         "# Solver benchmark",
         "",
         f"Machine: {device_name}. Command: `python scripts/bench_solvers.py {' '.join(sys.argv[1:])}`.",
-        f"Median of {args.repeats} runs after a warm-up, milliseconds; inputs: "
+        f"Median of {args.rounds} x {args.repeats} calls (rounds alternate between the implementations, each "
+        "after a warm-up call), milliseconds; inputs: "
         + ("softmax of smooth random logits" if args.input == "smooth" else "softmax(randn) (white-noise logits)")
         + " (see the script). 'x argmax' is our time over argmax's; 'speed-up' is 0.0.8's time over ours "
         "(0.0.8 with `safe_screening=True` where that row exists). Peak extra memory in MiB, one call each.",
@@ -210,7 +214,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="timed calls per case and round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the implementations")
     ap.add_argument("--official", help="directory holding the PyPI release (pip install --target DIR)")
     ap.add_argument("--memory", action="store_true", help="also measure peak extra memory per solver")
     ap.add_argument("--only", nargs="*", help="labels of the cases to run")
@@ -253,9 +258,20 @@ def main() -> None:
     if args.only:
         common += ["--only", *args.only]
     repo = str(Path(__file__).resolve().parents[1])
-    results = {"ours": _subprocess(["--worker", "time", "--impl", "ours", *common], repo)}
-    if args.official:
-        results["official"] = _subprocess(["--worker", "time", "--impl", "official", *common], args.official)
+    # Rounds alternate between the implementations so that drifts of a shared machine hit both alike; the
+    # reported figure is the median over every timed call of all rounds.
+    impls = [("ours", repo)] + ([("official", args.official)] if args.official else [])
+    calls: dict = {}
+    for _ in range(args.rounds):
+        for impl, path in impls:
+            part = _subprocess(["--worker", "time", "--impl", impl, *common], path)
+            for name, cases in part.items():
+                for label, times in cases.items():
+                    calls.setdefault(impl, {}).setdefault(name, {}).setdefault(label, []).extend(times)
+    results = {
+        impl: {name: {label: statistics.median(t) for label, t in cases.items()} for name, cases in per.items()}
+        for impl, per in calls.items()
+    }
     memory: dict = {}
     if args.memory:
         for impl, path in (("ours", repo), ("official", args.official)):

@@ -1,0 +1,211 @@
+"""The partial-sort solvers (rankseg._band and its users) against full sorts, brute force and their torch paths.
+
+The band paths only run on rows long enough to be worth it, so these inputs are larger than the enumeration
+tests of test_solvers.py: a few thousand pixels per row, with the distributions that stress a partial sort
+(smooth maps, white noise, hard labels, ties, tiny objects, flat rows).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rankseg import _ba, _band, _exact, expected_metric
+from rankseg._common import numpy_kernels, sort_descending, top_tau_mask
+from rankseg.functional import rankseg as rs
+
+F64 = torch.float64
+
+
+def _smooth(gen, b, c, h, w, scale=4.0):
+    coarse = torch.randn(b, c, max(h // 8, 2), max(w // 8, 2), generator=gen) * scale
+    return F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False).softmax(1)
+
+
+def hard_rows(gen: torch.Generator) -> torch.Tensor:
+    """(rows, 4096) float32 probabilities with the awkward cases of a partial sort, one per row."""
+    d = 4096
+    u = torch.rand(8, d, generator=gen)
+    rows = [
+        u[0],  # uniform
+        u[1] ** 6,  # mass near 0, a few confident pixels
+        (torch.randn(d, generator=gen) * 3).sigmoid(),  # bimodal
+        torch.where(u[2] < 0.05, 0.97, 0.01),  # two values: hard-ish labels, massive ties
+        torch.round(u[3] * 8) / 8,  # nine values: ties at every cut
+        torch.where(torch.arange(d) < 12, 0.9, 0.02 * u[4]),  # a tiny object
+        torch.full((d,), 0.6),  # a flat row above 0.5
+        torch.where(u[5] < 0.3, 0.55 + 0.01 * u[6], 0.3 * u[7]),  # a dense cluster right above the cut
+    ]
+    return torch.stack(rows).float()
+
+
+def sorted_rma_tau(p: torch.Tensor, metric: str, s: float) -> torch.Tensor:
+    """The sort-based RMA rule of 0.0.8 (float64 prefix sums), ties to the smaller tau. Shape (r, d) -> (r,)."""
+    vals = p.double().sort(1, descending=True).values
+    total = torch.cat([torch.zeros(p.shape[0], 1, dtype=F64), vals.cumsum(1)], 1)
+    mu = total[:, -1:]
+    tau = torch.arange(p.shape[1] + 1, dtype=F64)
+    if metric == "dice":
+        score = 2 * total / (mu + tau + 1)
+    else:
+        score = (total + s) / (mu - total + tau + s)
+    return score.argmax(1)
+
+
+@pytest.mark.parametrize(("metric", "smooth"), [("dice", 0.0), ("iou", 0.0), ("iou", 1.0)])
+def test_rma_band_path_equals_the_sorted_rule(metric, smooth):
+    gen = torch.Generator().manual_seed(0)
+    batches = [hard_rows(gen), _smooth(gen, 2, 6, 64, 96).reshape(12, -1), torch.rand(6, 9000, generator=gen) ** 3]
+    for rows in batches:
+        probs = rows.view(rows.shape[0], 1, -1)
+        masks = rs(probs, metric, smooth=smooth, output_mode="multilabel", pruning_prob=0.0).view(rows.shape)
+        assert torch.equal(masks.sum(1), sorted_rma_tau(rows, metric, smooth))
+        for row, mask in zip(rows, masks):  # upper sets
+            if mask.any() and (~mask).any():
+                assert row[mask].min() >= row[~mask].max()
+
+
+def test_count_sum_above_is_exact():
+    gen = torch.Generator().manual_seed(1)
+    p = torch.rand(5, 3000, generator=gen)
+    thr = torch.tensor([0.0, 0.3, 0.5, 0.999, 1.0])
+    work = torch.empty_like(p)
+    n, total = _band.count_sum_above(p, thr, work)
+    above = p > thr.unsqueeze(1)
+    assert torch.equal(n, above.sum(1))
+    assert torch.allclose(total, torch.where(above, p.double(), 0).sum(1), rtol=1e-6, atol=1e-6)
+
+
+def test_ratio_bracket_contains_the_optimum():
+    gen = torch.Generator().manual_seed(2)
+    rows = torch.cat([hard_rows(gen), _smooth(gen, 1, 8, 64, 64).reshape(8, -1)])
+    for metric in ("dice", "iou"):
+        ratio = _band.Ratio(metric, 0.0, rows.sum(1).double())
+        v0 = torch.maximum(
+            ratio.score(rows.amax(1).double(), torch.ones(rows.shape[0], dtype=F64)),
+            _band.estimate(_band.sample(rows, 64), rows.shape[1], ratio),
+        )
+        br = _band.ratio_bracket(rows, ratio, v0)
+        vals = rows.double().sort(1, descending=True).values
+        total = vals.cumsum(1)
+        n = torch.arange(1, rows.shape[1] + 1, dtype=F64).expand_as(total)
+        best = ratio.score(total, n).amax(1)
+        # float32 sums: the bounds hold to ~1e-7 relative (the band adds a 1e-5 slack on top)
+        assert (br.v_lo <= best * (1 + 1e-6)).all() and (br.v_hi >= best * (1 - 1e-6)).all()
+
+
+def test_mask_at_rank_takes_ties_in_index_order():
+    gen = torch.Generator().manual_seed(3)
+    p = (torch.round(torch.rand(4, 500, generator=gen) * 5) / 5).float()  # six values, many ties
+    br = _band.Bracket(
+        torch.zeros(4, dtype=F64), torch.ones(4, dtype=F64), torch.full((4,), 0.5), (p > 0.5).sum(1),
+        torch.where(p > 0.5, p.double(), 0).sum(1),
+    )
+    band = _band.gather_band(p, torch.full((4,), 0.1), torch.full((4,), 0.9), br)
+    tau = band.n_hi + torch.tensor([0, 7, 123, int(band.count.min())])
+    got = _band.mask_at_rank(band, tau)
+    want = top_tau_mask(p, sort_descending(p), tau)
+    assert torch.equal(got, want) and torch.equal(got.sum(1), tau)
+
+
+def test_ba_band_path_equals_the_sorted_search_and_certifies_real_maps():
+    gen = torch.Generator().manual_seed(4)
+    for rows in (_smooth(gen, 2, 6, 64, 96).reshape(12, -1), hard_rows(gen)):
+        for solver in ("BA", "BA+TRNA"):
+            masks, ok = _ba._ba_band_masks(rows, 1e-4, solver, rows.shape[1], rows.amax(1), 2**26)
+            ref = _ba._sorted_masks(rows, 0.0, 1e-4, solver, 2**26)
+            assert torch.equal(masks[ok], ref[ok])
+            # and the public call (band path plus fallback) equals the sorted search on every row
+            probs = rows.view(rows.shape[0], 1, -1)
+            out = rs(probs, "dice", output_mode="multilabel", solver=solver, pruning_prob=0.0)
+            assert torch.equal(out.view(rows.shape), ref)
+    smooth_rows = _smooth(gen, 2, 6, 64, 96).reshape(12, -1)
+    _, ok = _ba._ba_band_masks(smooth_rows, 1e-4, "BA", 96, smooth_rows.amax(1), 2**26)
+    assert ok.float().mean() >= 0.75  # the band path, not the fallback, solves real-looking maps
+
+
+@pytest.mark.parametrize("metric", ["dice", "iou"])
+def test_exact_band_path_equals_the_sorted_solver(metric):
+    gen = torch.Generator().manual_seed(5)
+    for rows in (_smooth(gen, 2, 5, 64, 96).reshape(10, -1), hard_rows(gen)):
+        masks, ok = _exact._band_masks(rows, metric, rows.shape[1], rows.amax(1))
+        ref = _exact._sorted_masks(rows, metric, 0.0)
+        assert torch.equal(masks[ok], ref[ok])
+        out = rs(rows.view(rows.shape[0], 1, -1), metric, output_mode="multilabel", solver="exact", pruning_prob=0.0)
+        assert torch.equal(out.view(rows.shape), ref)
+    smooth_rows = _smooth(gen, 2, 5, 64, 96).reshape(10, -1)
+    _, ok = _exact._band_masks(smooth_rows, metric, 96, smooth_rows.amax(1))
+    assert ok.float().mean() >= 0.75
+
+
+def test_exact_band_choice_is_optimal_against_expected_metric():
+    # the chosen tau beats its neighbours and the RMA choice under the independent expected_metric
+    gen = torch.Generator().manual_seed(6)
+    rows = _smooth(gen, 1, 4, 48, 48).reshape(4, -1)
+    for metric in ("dice", "iou"):
+        masks, ok = _exact._band_masks(rows, metric, 48, rows.amax(1))
+        assert ok.all()
+        vals = rows.sort(1, descending=True).values
+        for i in range(rows.shape[0]):
+            tau = int(masks[i].sum())
+            cands = [tau - 1, tau, tau + 1, int(sorted_rma_tau(rows[i : i + 1], metric, 0.0))]
+            scores = []
+            for k in cands:
+                m = torch.zeros(1, 1, rows.shape[1], dtype=torch.bool)
+                m[0, 0, rows[i] > vals[i, k]] = True  # no ties in smooth random maps
+                m[0, 0, rows[i] >= vals[i, k - 1]] = True
+                scores.append(expected_metric(rows[i].view(1, 1, -1), m, metric).item())
+            assert scores[1] >= max(scores) - 1e-12
+
+
+@pytest.mark.parametrize("metric", ["dice", "iou"])
+def test_exact_multiclass_increments_match_expected_metric_differences(metric):
+    gen = torch.Generator().manual_seed(7)
+    probs = _smooth(gen, 1, 3, 24, 24, scale=3.0).reshape(1, 3, -1).double()
+    masks = rs(probs, metric, output_mode="multilabel", solver="exact")
+    from rankseg._multiclass import selection_count
+
+    count = selection_count(masks)
+    gains = _exact.exact_gains(probs, masks, count, metric, 0.0)(slice(None))
+    unique = masks & (count == 1).unsqueeze(1)
+    base = expected_metric(probs, unique, metric)[0]
+    for c in range(3):
+        for i in (0, 5, 100, 300, 575):
+            grown = unique.clone()
+            grown[0, c, i] = True
+            want = expected_metric(probs, grown, metric)[0, c] - base[c]
+            if unique[0, c, i]:
+                continue  # already owned: no increment defined
+            assert abs(gains[0, c, i].item() - want.item()) < 1e-9
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(metric="dice", output_mode="multilabel"),
+        dict(metric="iou", output_mode="multilabel", smooth=1.0),
+        dict(metric="dice", output_mode="multiclass"),
+        dict(metric="iou", output_mode="multiclass"),
+        dict(metric="dice", output_mode="multiclass", unassigned_policy="void"),
+        dict(metric="dice", output_mode="multilabel", solver="BA"),
+        dict(metric="dice", output_mode="multilabel", solver="exact"),
+        dict(metric="iou", output_mode="multiclass", solver="exact"),
+    ],
+    ids=lambda kw: "-".join(str(v) for v in kw.values()),
+)
+def test_torch_paths_equal_the_numpy_paths(kwargs):
+    # the torch code is what runs on GPUs; on CPU the NumPy fast paths normally replace parts of it
+    gen = torch.Generator().manual_seed(8)
+    for probs in (_smooth(gen, 2, 4, 48, 64), torch.randn(1, 3, 40, 40, generator=gen).mul(2).softmax(1)):
+        ref = rs(probs, **kwargs)
+        with numpy_kernels(False):
+            assert torch.equal(rs(probs, **kwargs), ref)
+
+
+def test_sample_stride_is_coprime_with_the_width():
+    p = torch.rand(2, 256 * 256)
+    sub = _band.sample(p, 256)
+    stride = int(np.ceil(p.shape[1] / sub.shape[1]))
+    assert np.gcd(stride, 256) == 1 and 900 <= sub.shape[1] <= 1100
