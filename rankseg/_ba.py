@@ -14,7 +14,11 @@ tau = 0 scores s E[1 / (Gamma + s)] (0 when s = 0), the search runs over tau <= 
 the first tau with S_tau >= (tau + s + d) p_(tau+1), else d), and ties go to the smaller tau. BA+TRNA
 uses BA on rows whose "Cohen's d" 1/sigma is below 0.2 and TRNA elsewhere.
 
-Everything is vectorised over rows and candidate sizes. BA scores a grid of ~sqrt(tau_up) sizes per row
+Everything is vectorised over rows and candidate sizes. BA with smooth 0 needs no full sort
+(:func:`_ba_band_masks`): its score lies within a factor 1 + eps0 of a ratio whose cut :mod:`rankseg._band`
+brackets by one pass, so only a band of ranks around that cut is gathered, sorted and scored, and the ranks
+outside are certified by concavity; rows it cannot certify (and TRNA, smooth > 0) sort their rows. On sorted
+rows BA scores a grid of ~sqrt(tau_up) sizes per row
 exactly, bounds the score between grid points (S_tau is concave, the reciprocal moments convex) and scores in
 full only the blocks that can hold the maximum; reciprocal moments E[1/(Gamma + a)] come from a 28-term
 series in the support's central moments (direct sums near the origin). TRNA builds its leave-one-out pmfs as

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from rankseg._common import sort_descending, threshold_below, use_numpy
+from rankseg._common import count_true, sort_descending, threshold_below, use_numpy
 
 __all__ = [
     "Band",
@@ -172,7 +172,7 @@ def count_sum_above(
     t.clamp_min_(0)
     excess = t.sum(1).to(_F64)
     if p.dtype == torch.float32 and p.shape[1] >= 2**24:
-        n = (t > 0).sum(1)
+        n = count_true(t > 0, 1)
     else:
         n = t.sign_().sum(1).round().to(torch.int64)
     return n, excess + n.to(_F64) * thr.to(_F64)
@@ -343,7 +343,7 @@ def gather_band(
     above_lo = p > lo.unsqueeze(1)
     inside = above_lo & (p <= hi.unsqueeze(1))
     flat = inside.reshape(-1).nonzero().squeeze(1)
-    count = inside.sum(1)
+    count = count_true(inside, 1)
     del inside
     starts = torch.cat([torch.zeros_like(count[:1]), count.cumsum(0)])
     row = flat // d
@@ -495,7 +495,7 @@ def above_band(p: torch.Tensor, band: Band) -> tuple[torch.Tensor, torch.Tensor]
         vals[vals <= np.repeat(band.hi.numpy(), np.diff(starts))] = 0
         return torch.from_numpy(vals), torch.from_numpy(starts)
     mask = p > band.hi.unsqueeze(1)
-    counts = mask.sum(1)
+    counts = count_true(mask, 1)
     return p[mask], torch.cat([torch.zeros_like(counts[:1]), counts.cumsum(0)])
 
 

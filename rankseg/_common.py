@@ -115,6 +115,12 @@ def use_numpy(*tensors: torch.Tensor) -> bool:
     return _NUMPY_KERNELS and all(t.device.type == "cpu" for t in tensors)
 
 
+def count_true(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Number of True entries along ``dim`` (int64). A plain ``sum`` of a bool tensor first copies it to int64
+    (8 bytes per entry); an int32 accumulator over its uint8 view does not."""
+    return mask.view(torch.uint8).sum(dim, dtype=torch.int32).long()
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float16/bfloat16 are promoted to float32; float32 and float64 keep their precision."""
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -239,9 +245,9 @@ def top_tau_mask(p: torch.Tensor, p_sorted: torch.Tensor, tau: torch.Tensor) -> 
     kth = p_sorted.gather(1, (tau - 1).clamp_min(0).unsqueeze(1))
     kth = torch.where(tau.unsqueeze(1) > 0, kth, torch.full_like(kth, torch.inf))
     ge = p >= kth
-    if bool((ge.sum(1) == tau).all()):
+    if bool((count_true(ge, 1) == tau).all()):
         return ge
     gt = p > kth
     tied = ge & ~gt
-    room = tau - gt.sum(1)
+    room = tau - count_true(gt, 1)
     return gt | (tied & (tied.cumsum(1) <= room.unsqueeze(1)))

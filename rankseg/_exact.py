@@ -16,9 +16,15 @@ With G(t) = prod_i (1 - p_i y), y = 1 - e^(-t), and E[1/(a + X)] = int e^(-a t) 
 
 For top-tau sets H and log Q are prefix sums over the sorted probabilities, so every tau is scored at once.
 The solver only scores tau in a window that provably contains the optimum: by Jensen the RMA score is a lower
-bound of the exact score at every tau, and a second-order bound E[1/(a+X)] <= 1/(a+E X) + Var X / a^3 gives an
-upper bound; tau whose upper bound is below the best lower bound cannot be optimal. Pixels outside the window
-enter only through sum_i log(1 - p_i y), computed from power sums of their (small) probabilities.
+bound of the exact score at every tau, and second-order bounds on E[1/(a+X)] (:func:`_reciprocal_gap`) give an
+upper bound; tau whose upper bound is below the best exact score cannot be optimal.
+
+At smooth 0 (:func:`_band_masks`) the window is found without sorting: it lies around the RMA cut, which
+:mod:`rankseg._band` brackets by one pass; only the band of pixels around it is gathered and sorted, the exact
+scores of its ranks come from power sums (of the whole row for G, of the pixels above the band, and prefix
+power sums over the band), and concavity of the RMA objective certifies the ranks outside the band. Rows it
+cannot certify, and smoothed metrics, sort their rows (:func:`_exact_tau`). Pixels far from the window enter
+only through sum_i log(1 - p_i y), from power sums of their probabilities.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from rankseg._band import (
 )
 from rankseg._common import (
     as_rows,
+    count_true,
     row_chunks,
     row_sums64,
     scratch,
@@ -157,9 +164,9 @@ def _fast_node_sums(
         y_top = max(float(y_max[series].max()), 1e-300)
         terms = max(1, min(60, math.ceil(math.log(1e-15) / math.log(y_top))))
         ids = series.nonzero().squeeze(1)
-        p = rows if ids.numel() == r else rows[ids]
-        p = p.contiguous()
-        total = torch.empty(ids.numel(), terms + 1, dtype=_F64, device=t.device)
+        # the passes run over every row (row copies would cost more memory than the few extra rows)
+        p = rows.contiguous()
+        total = torch.empty(r, terms + 1, dtype=_F64, device=t.device)
         work = scratch(p.shape, p.dtype, p.device)
         q = work.copy_(p)
         for m in range(terms + 1):  # P_m over the row, m = 1 .. terms + 1
@@ -167,15 +174,16 @@ def _fast_node_sums(
             if m < terms:
                 q.mul_(p)
         del q, work
-        sel = (mask if ids.numel() == r else mask[ids]).contiguous()
-        counts = sel.view(torch.uint8).sum(1, dtype=torch.int64)
+        sel = mask.contiguous()
+        counts = count_true(sel, 1)
         starts = torch.cat([torch.zeros_like(counts[:1]), counts.cumsum(0)])
         if use_numpy(p):
             in_vals = torch.from_numpy(p.numpy().reshape(-1)[np.flatnonzero(sel.numpy())])
         else:
             in_vals = p.reshape(-1)[sel.reshape(-1)]
-        in_set = power_sums(in_vals, starts, terms + 1)
+        in_set = power_sums(in_vals, starts, terms + 1)[ids]
         del in_vals
+        total = total[ids]
         ys = y[ids]
         y_pow = torch.empty(*ys.shape, terms + 1, dtype=_F64, device=t.device)  # y^0 .. y^terms
         y_pow[:, :, 0] = 1
@@ -193,10 +201,17 @@ def _fast_node_sums(
     return log_g, h, log_a
 
 
+def _masked_sums(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """float64 (r,) sums of each row's entries where ``mask`` is True, without a row-sized temporary on CPU."""
+    if use_numpy(rows) and rows.is_contiguous() and mask.is_contiguous():
+        return torch.from_numpy(np.add.reduce(rows.numpy(), axis=1, where=mask.numpy(), dtype=np.float64))
+    return row_sums64(rows, mask)
+
+
 def _expected_rows(p: torch.Tensor, mask: torch.Tensor, metric: str, smooth: float) -> torch.Tensor:
     """Exact expected metric of arbitrary masks, one value per row. Shape: (r, d), (r, d) -> (r,)."""
     s = smooth
-    tau = mask.sum(1).to(_F64)
+    tau = count_true(mask, 1).to(_F64)
     mu = p.sum(1)
     empty = tau == 0
     # Every integrand below decays at rate >= 1 + s except the empty prediction's s E[1/(s + Gamma)],
@@ -697,7 +712,8 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     top_n, top_s = band.n_hi.to(_F64), total[:, 0]
     top_ok = (ratio.gap(level / (1 + eps_left), top_s, top_n) < 0) | (top_n == 0)
     if not bool((top_ok | ~ok).all()):
-        top_ok = top_ok | _top_levels(metric, ratio, mu, var, p_max.to(_F64), band, hi_vals, hi_starts, level, top_s, eps_left, p.dtype)
+        args = (metric, ratio, mu, var, p_max.to(_F64), band, hi_vals, hi_starts, level, top_s, eps_left, p.dtype)
+        top_ok = top_ok | _top_levels(*args)
     ok &= top_ok
     return mask_at_rank(band, torch.where(ok, tau, band.n_hi)), ok
 
@@ -795,17 +811,18 @@ def exact_gains(probs: torch.Tensor, masks: torch.Tensor, count: torch.Tensor, m
     s = smooth
     n_img, n_cls, d = probs.shape
     unique = (masks & (count == 1).unsqueeze(1)).reshape(n_img * n_cls, d)
-    tau = row_sums64(unique.view(torch.uint8))
     rows = probs.reshape(n_img * n_cls, d)
-    tau = tau.reshape(-1)
+    # plain reductions (float32 sums, uint8 counts): chunked float64 copies would cost memory here
+    tau = unique.view(torch.uint8).sum(1, dtype=torch.int32).to(_F64)
     empty = tau == 0
-    mu = row_sums64(rows)
+    mu = rows.sum(1).to(_F64)
+    mass = _masked_sums(rows, unique)
     a_min = torch.where(empty, 1 + s, tau + s)
     if s == 0:
         # G (Dice; for IoU the product over the pixels outside A) decays at least like e^(-m y) with m the
         # mass it covers, and y(t) / t is decreasing: on [0, T], T = 38 / a_min, the rate is at least
         # a_min + m y(T) / T, beyond T e^(-a_min t) alone is below e^-38.
-        outside = mu if metric == "dice" else (mu - row_sums64(rows, unique)).clamp_min(0)
+        outside = mu if metric == "dice" else (mu - mass).clamp_min(0)
         horizon = 38 / a_min
         a_min = a_min + outside * -torch.expm1(-horizon) / horizon
     t, w = nodes(d, mu, s, a_min)
@@ -826,7 +843,6 @@ def exact_gains(probs: torch.Tensor, masks: torch.Tensor, count: torch.Tensor, m
         coef = 2 * g2
         base = None
     else:
-        mass = row_sums64(rows, unique)
         log_q = log_g - log_a
         old = (mass + s) * (w * torch.exp(log_q - (tau_ + s) * t)).sum(1)
         old = torch.where(empty, empty_score, old)

@@ -94,7 +94,8 @@ def resolve(
     # temporary of the increments themselves) in p's dtype, the bool and uint8 masks of the argmax.
     input_bytes = probs.numel() * probs.element_size()
     per_pixel = n_img * n_cls * (3 * probs.element_size() + 3)
-    for sl in row_chunks(d, per_pixel, input_bytes, probs.device):
+    # half the usual budget: the row solvers' scratch buffer and the masks are still alive here
+    for sl in row_chunks(d, per_pixel, input_bytes // 2, probs.device):
         gain = gains(sl)
         # eligible: selecting classes, or every pixel of an active class where nothing is selected
         keep = (masks[:, :, sl] | unassigned[:, sl].unsqueeze(1)).view(torch.uint8).to(gain.dtype)

@@ -7,10 +7,14 @@ Per row (one image, one class) with mu = sum(p) and the top-tau set of size tau 
 and tau = 0 scores s / (mu + s) (0 when s = 0). Ties go to the smaller tau.
 
 Dice with s = 0 and IoU with any s are ratios of two set functions that are linear in the selected pixels,
-so the optimum is a threshold on p and no sort is needed: the Dinkelbach iteration v <- score({p > cut(v)}),
-with cut(v) = v / 2 (Dice) or v / (1 + v) (IoU), rises monotonically to the optimum and stops when the set no
-longer changes (a handful of passes). The smallest optimal set is {p > cut(v*)}, which is what the sort-based
-reference returns under its smaller-tau tie rule. Dice with s > 0 is a sum of two ratios; it uses a sort.
+so the optimum is a threshold on p and no sort is needed (:mod:`rankseg._band`): a sample of each row and one
+exact count-and-sum pass bracket the optimal score, the pixels between the bracket's cuts are gathered, and
+the Dinkelbach iteration v <- score({p > cut(v)}) on them alone (cut(v) = v / 2 for Dice, v / (1 + v) for
+IoU) finds the smallest optimal set {p > cut(v*)}, which is what the sort-based reference returns under its
+smaller-tau tie rule. Dice with s > 0 is a sum of two ratios; it sorts its rows.
+
+Multiclass output uses 0.0.8's increments, evaluated for every pixel and class with its formulas and working
+dtype (:func:`rma_gains`, :mod:`rankseg._multiclass`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 
 from rankseg import _multiclass
 from rankseg._band import Ratio, band_dinkelbach, band_for_bracket, estimate, mask_above, ratio_bracket, sample
-from rankseg._common import row_chunks, row_sums64, scratch, sort_descending, top_tau_mask, use_numpy
+from rankseg._common import row_chunks, scratch, sort_descending, top_tau_mask, use_numpy
 from rankseg._validation import (
     check_policy,
     check_prob_values,

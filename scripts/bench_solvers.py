@@ -11,8 +11,9 @@ confident to uncertain, as in real networks. The official release runs in a subp
 called ``rankseg``) on bit-identical inputs (same seed, same generator). ``--rounds`` rounds alternate between
 the two implementations (ours, 0.0.8, ours, ...), each timing ``--repeats`` calls per case after one warm-up;
 every figure is the median over all rounds, so slow drifts of a shared machine hit both alike. Peak extra
-memory is measured once per solver in a fresh subprocess (CPU: growth of the peak resident set size; CUDA:
-torch.cuda.max_memory_allocated above the input).
+memory is measured once per solver in a fresh subprocess (CPU: growth of the peak resident set size, with a
+fixed glibc mmap threshold so that freed tensors leave the resident set; CUDA: torch.cuda.max_memory_allocated
+above the input).
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ OFFICIAL_SKIP = {"exact dice multilabel", "exact dice multiclass", "exact iou mu
 
 
 INPUT_KIND = os.environ.get("BENCH_INPUT", "smooth")
+# Memory workers: glibc raises its mmap threshold after large frees and then keeps freed blocks in the heap, so
+# the peak resident set would follow the allocator's cache rather than the solver's allocations; a fixed
+# threshold (as in tests/test_memory.py) makes every large tensor its own mapping, returned on free.
+_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
 
 
 def make_input(shape: tuple[int, ...], device: str, seed: int = 0) -> torch.Tensor:
@@ -136,8 +141,8 @@ def peak_memory(shape, device: str, kwargs: dict) -> float:
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
 
 
-def _subprocess(args: list[str], pythonpath: str | None) -> dict:
-    env = dict(os.environ)
+def _subprocess(args: list[str], pythonpath: str | None, extra_env: dict | None = None) -> dict:
+    env = dict(os.environ, **(extra_env or {}))
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, os.path.abspath(__file__), *args]
@@ -162,7 +167,8 @@ def render(results: dict, memory: dict, shapes: dict, args, official: bool, devi
         "after a warm-up call), milliseconds; inputs: "
         + ("softmax of smooth random logits" if args.input == "smooth" else "softmax(randn) (white-noise logits)")
         + " (see the script). 'x argmax' is our time over argmax's; 'speed-up' is 0.0.8's time over ours "
-        "(0.0.8 with `safe_screening=True` where that row exists). Peak extra memory in MiB, one call each.",
+        "(0.0.8 with `safe_screening=True` where that row exists). Peak extra memory in MiB, one call each "
+        "(resident-set growth with a fixed glibc mmap threshold, see the script).",
         "",
     ]
     for name, shape in shapes.items():
@@ -282,7 +288,7 @@ def main() -> None:
                     if label not in results[impl].get(name, {}):
                         continue
                     worker = ["--worker", "memory", "--shape", json.dumps(shape), "--case", label, *common]
-                    memory.setdefault(impl, {}).setdefault(name, {})[label] = _subprocess(worker, path)
+                    memory.setdefault(impl, {}).setdefault(name, {})[label] = _subprocess(worker, path, _MALLOC)
     device_name = machine() if args.device == "cpu" else f"{torch.cuda.get_device_name()} ({machine()})"
     report = render(results, memory, shapes, args, bool(args.official), device_name)
     print(report)
