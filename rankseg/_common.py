@@ -7,7 +7,7 @@ pixels of that image, i.e. a view of the input as (B * C, d) with d = prod(spati
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -150,6 +150,37 @@ def row_chunks(
     step = max(1, int(budget // max(bytes_per_row, 1)))
     for start in range(0, n_rows, step):
         yield slice(start, min(start + step, n_rows))
+
+
+def masks_by_chunks(
+    rows: torch.Tensor,
+    solve: torch.Tensor,
+    bytes_per_row: int,
+    solve_chunk: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Row masks from a per-chunk solver, over the rows with ``solve`` True (the others stay empty).
+
+    ``solve_chunk(p, ids)`` gets a contiguous (n, d) block of rows (the input itself when every row is solved
+    in one chunk, so no copy is made) and their indices, and returns their (n, d) bool masks.
+
+    Shape:
+        rows: (R, d).  solve: (R,) bool.  output: (R, d) bool.
+    """
+    n_rows = rows.shape[0]
+    idx = solve.nonzero().squeeze(1)
+    if idx.numel() == 0:
+        return torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
+    out = None
+    for sl in row_chunks(idx.numel(), bytes_per_row, rows.numel() * rows.element_size(), rows.device):
+        ids = idx[sl]
+        whole = ids.numel() == n_rows
+        masks = solve_chunk(rows.contiguous() if whole else rows[ids], ids)
+        if whole:
+            return masks
+        if out is None:
+            out = torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
+        out[ids] = masks
+    return out
 
 
 def row_sums64(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -49,6 +49,7 @@ from rankseg._band import (
 from rankseg._common import (
     as_rows,
     count_true,
+    masks_by_chunks,
     row_chunks,
     row_sums64,
     scratch,
@@ -754,31 +755,18 @@ def exact_row_masks(
     Smooth 0 takes the partial-sort path (:func:`_band_masks`); smoothed metrics and rows it cannot certify
     sort their rows.
     """
-    n_rows = rows.shape[0]
-    idx = solve.nonzero().squeeze(1)
-    if idx.numel() == 0:
-        return torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
-    input_bytes = rows.numel() * rows.element_size()
     fast = smooth == 0.0
-    per_row = rows.shape[1] * (rows.element_size() + 2 if fast else 96)
-    out = None
-    for sl in row_chunks(idx.numel(), per_row, input_bytes, rows.device):
-        ids = idx[sl]
-        whole = ids.numel() == n_rows
-        p = rows.contiguous() if whole else rows[ids]
-        if fast:
-            masks, ok = _band_masks(p, metric, width, p.amax(1) if maxima is None else maxima[ids])
-            if not bool(ok.all()):
-                rest = (~ok).nonzero().squeeze(1)
-                masks[rest] = _sorted_masks(p[rest], metric, smooth)
-        else:
-            masks = _sorted_masks(p, metric, smooth)
-        if whole:
-            return masks
-        if out is None:
-            out = torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
-        out[ids] = masks
-    return out
+
+    def solve_chunk(p: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        if not fast:
+            return _sorted_masks(p, metric, smooth)
+        masks, ok = _band_masks(p, metric, width, p.amax(1) if maxima is None else maxima[ids])
+        if not bool(ok.all()):
+            rest = (~ok).nonzero().squeeze(1)
+            masks[rest] = _sorted_masks(p[rest], metric, smooth)
+        return masks
+
+    return masks_by_chunks(rows, solve, rows.shape[1] * (rows.element_size() + 2 if fast else 96), solve_chunk)
 
 
 def _sorted_masks(p: torch.Tensor, metric: str, smooth: float) -> torch.Tensor:

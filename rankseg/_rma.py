@@ -24,7 +24,7 @@ import torch
 
 from rankseg import _multiclass
 from rankseg._band import Ratio, band_dinkelbach, band_for_bracket, estimate, mask_above, ratio_bracket, sample
-from rankseg._common import row_chunks, scratch, sort_descending, top_tau_mask, use_numpy
+from rankseg._common import masks_by_chunks, scratch, sort_descending, top_tau_mask, use_numpy
 from rankseg._validation import (
     check_policy,
     check_prob_values,
@@ -92,32 +92,17 @@ def rma_row_masks(
     Shape:
         rows: (R, d) compute dtype.  solve: (R,) bool.  output: (R, d) bool.
     """
-    n_rows, d = rows.shape
-    idx = solve.nonzero().squeeze(1)
-    if idx.numel() == 0:
-        return torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
-    input_bytes = rows.numel() * rows.element_size()
     use_sort = metric == "dice" and smooth > 0
-    # Peak temporaries per pixel of a chunk (float32 rows): the sort path ~61-67 bytes; the band path one
-    # row-sized scratch tensor (which also holds a bool temporary) besides the output mask.
-    per_row = d * (72 if use_sort else rows.element_size())
-    out = None
-    for sl in row_chunks(idx.numel(), per_row, input_bytes, rows.device):
-        ids = idx[sl]
-        whole = ids.numel() == n_rows
-        p = rows.contiguous() if whole else rows[ids]
+
+    def solve_chunk(p: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         if use_sort:
             vals = sort_descending(p)
-            masks = top_tau_mask(p, vals, _dice_smooth_tau(vals, smooth))
-        else:
-            p_max = p.amax(1) if maxima is None else maxima[ids]
-            masks = _ratio_masks(p, metric, smooth, width, p_max)
-        if whole:
-            return masks
-        if out is None:
-            out = torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
-        out[ids] = masks
-    return out
+            return top_tau_mask(p, vals, _dice_smooth_tau(vals, smooth))
+        return _ratio_masks(p, metric, smooth, width, p.amax(1) if maxima is None else maxima[ids])
+
+    # Peak temporaries per pixel of a chunk (float32 rows): the sort path ~61-67 bytes; the band path one
+    # row-sized scratch tensor (which also holds a bool temporary) besides the output mask.
+    return masks_by_chunks(rows, solve, rows.shape[1] * (72 if use_sort else rows.element_size()), solve_chunk)
 
 
 # 0.0.8 switches to scaled increments above this smoothing (differences would round away otherwise).
