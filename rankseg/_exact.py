@@ -591,25 +591,52 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     r, d = p.shape
     work = scratch(p.shape, p.dtype, p.device)
     mu = p.sum(1).to(_F64)
-    p2 = torch.mul(p, p, out=work).sum(1).to(_F64)
-    var = (mu - p2).clamp_min(0)
     ratio = Ratio(metric, 0.0, mu)
-    v0 = torch.maximum(ratio.score(p_max.to(_F64), torch.ones_like(mu)), estimate(sample(p, width), d, ratio))
+    sub = sample(p, width)
+    v0 = torch.maximum(ratio.score(p_max.to(_F64), torch.ones_like(mu)), estimate(sub, d, ratio))
     bracket = ratio_bracket(p, ratio, v0, work)
-    # The window reaches about 2 sqrt(eps) (relative) from the cut: eps at tau = 0 above it (the left side of
-    # the certificate), eps near the split below it.
     # The window reaches about 2 sqrt(eps) (relative) from the cut, eps the gap near the cut's rank (above
-    # the band, where the gap grows, the certificate below splits the ranks further).
+    # the band, where the gap grows, the certificate below splits the ranks further). Only the band's width
+    # depends on this estimate (from the sample's variance); everything certified uses the exact variance.
+    var_est = (sub * (1 - sub)).sum(1).to(_F64) * (d / sub.shape[1])
     half = (bracket.n.to(_F64) / 2).floor()
-    eps_top = _outside_gaps(metric, mu, var, bracket.total, half, p_max)[1].clamp(0, 1)
-    eps_low = _outside_gaps(metric, mu, var, bracket.total, bracket.n, p_max)[1].clamp(0, 1)
+    eps_top = _outside_gaps(metric, mu, var_est, bracket.total, half, p_max)[1].clamp(0, 1)
+    eps_low = _outside_gaps(metric, mu, var_est, bracket.total, bracket.n, p_max)[1].clamp(0, 1)
     cut = ratio.cut(bracket.v_hi)
     band, hi_vals, hi_starts = band_for_bracket(
         p, ratio, bracket, (2 * eps_low.sqrt() * cut, 2 * eps_top.sqrt() * cut), work=work, with_above=True
     )
 
-    # the ranks that can beat R*: R(tau) (1 + eps(tau)) >= R*
     total = band.prefix()
+    # Quadrature nodes for every tau >= n_hi. Beyond a_min, G (Dice) or the product over the unselected
+    # pixels (IoU, whose mass is at least mu - S at the band's end) makes the integrand decay at least like
+    # e^(-(a_min + m y(T)/T) t) on [0, T], T = 38 / a_min, m that mass (y(t)/t is decreasing): the nodes stop
+    # where that rate has cut 38 e-folds, which keeps y = 1 - e^-t and the series short.
+    a_min = (band.n_hi + (1 if metric == "dice" else 0)).clamp_min(1).to(_F64)
+    m_out = mu if metric == "dice" else mu - total.gather(1, band.count.unsqueeze(1))[:, 0]
+    horizon = 38 / a_min
+    t, w = nodes(d, mu, 0.0, a_min + m_out.clamp_min(0) * -torch.expm1(-horizon) / horizon)
+    y_max = (-torch.expm1(-t)).amax(1)
+    ok = (y_max <= _BAND_MAX_Y) & (mu >= _BAND_MIN_MASS)
+    y_top = float(y_max[ok].max()) if bool(ok.any()) else 0.5
+    log_tol = math.log(_SERIES_TOL / max(float(mu.max()), 1.0))
+    terms = min(max(2, math.ceil(log_tol / math.log(max(y_top, 1e-300)))), 60)
+    # Power sums P_m = sum p^m of the row for log G. The pixels below the band (p <= lo) need fewer terms,
+    # since (p y)^m <= (lo y)^m: P_m for m <= terms_lo come from passes over the whole row (float32, through
+    # the scratch buffer; the first gives the exact variance), higher ones from the band and the pixels above
+    # it alone; what that leaves out is at most mu (lo y)^terms_lo y / (1 - lo y), below the series tolerance.
+    lo_top = float(band.lo[ok].to(_F64).clamp_min(0).max()) if bool(ok.any()) else 1.0
+    terms_lo = min(terms, max(2, math.ceil(log_tol / math.log(max(y_top * lo_top, 1e-300)))))
+    row_pow = torch.empty(r, terms, dtype=_F64, device=p.device)
+    row_pow[:, 0] = mu
+    q = torch.mul(p, p, out=work)
+    row_pow[:, 1] = q.sum(1).to(_F64)
+    for m in range(2, terms_lo):
+        row_pow[:, m] = q.mul_(p).sum(1).to(_F64)
+    del q, work
+    var = (mu - row_pow[:, 1]).clamp_min(0)
+
+    # the ranks that can beat R*: R(tau) (1 + eps(tau)) >= R*
     taus = (band.n_hi.unsqueeze(1) + torch.arange(total.shape[1], device=p.device)).to(_F64)
     valid = band.valid()
     rma = ratio.score(total, taus).masked_fill(~valid, -torch.inf)
@@ -627,34 +654,7 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     j0 = torch.where(maybe.any(1), maybe.to(torch.uint8).argmax(1), torch.zeros_like(band.count))
     j1 = maybe.shape[1] - 1 - maybe.flip(1).to(torch.uint8).argmax(1)
 
-    a_min = (band.n_hi + j0 + (1 if metric == "dice" else 0)).clamp_min(1).to(_F64)
-    span = max(int((j1 - j0 + 1).clamp_min(1).max()), 1)
-    # Beyond a_min, G (Dice) or the product over the unselected pixels (IoU) makes the integrand decay at
-    # least like e^(-(a_min + m y(T)/T) t) on [0, T], T = 38 / a_min, m their mean (y(t)/t is decreasing):
-    # the nodes stop where that rate has cut 38 e-folds, which keeps y = 1 - e^-t and the series short.
-    m_out = mu if metric == "dice" else (mu - total.gather(1, (j0 + span).clamp_max(band.count).unsqueeze(1))[:, 0])
-    horizon = 38 / a_min
-    t, w = nodes(d, mu, 0.0, a_min + m_out.clamp_min(0) * -torch.expm1(-horizon) / horizon)
-    y_max = (-torch.expm1(-t)).amax(1)
-    ok = (y_max <= _BAND_MAX_Y) & (mu >= _BAND_MIN_MASS)
-    y_top = float(y_max[ok].max()) if bool(ok.any()) else 0.5
-    log_tol = math.log(_SERIES_TOL / max(float(mu.max()), 1.0))
-    terms = min(max(2, math.ceil(log_tol / math.log(max(y_top, 1e-300)))), 60)
-    # Power sums P_m = sum p^m of the row for log G. The pixels below the band (p <= lo) need fewer terms,
-    # since (p y)^m <= (lo y)^m: P_m for m <= terms_lo come from passes over the whole row (float32, through
-    # the scratch buffer), higher ones from the band and the pixels above it alone; what that leaves out is
-    # at most mu (lo y)^terms_lo y / (1 - lo y), below the series tolerance.
-    lo_top = float(band.lo[ok].to(_F64).clamp_min(0).max()) if bool(ok.any()) else 1.0
-    terms_lo = min(terms, max(2, math.ceil(log_tol / math.log(max(y_top * lo_top, 1e-300)))))
     hi_pow = torch.cat([hi_low, power_sums(hi_vals, hi_starts, terms + 1, first=3)], 1)
-    row_pow = torch.empty(r, terms, dtype=_F64, device=p.device)
-    row_pow[:, 0], row_pow[:, 1] = mu, p2
-    if terms_lo > 2:
-        q = torch.mul(p, p, out=work)
-        for m in range(2, terms_lo):
-            row_pow[:, m] = q.mul_(p).sum(1).to(_F64)
-        del q
-    del work
     if terms > terms_lo:
         b = band.vals.to(_F64).clamp_min(0)
         bp = b ** terms_lo
