@@ -209,3 +209,29 @@ def test_sample_stride_is_coprime_with_the_width():
     sub = _band.sample(p, 256)
     stride = int(np.ceil(p.shape[1] / sub.shape[1]))
     assert np.gcd(stride, 256) == 1 and 900 <= sub.shape[1] <= 1100
+
+
+@pytest.mark.parametrize("metric", ["dice", "iou"])
+def test_band_path_exact_scores_match_expected_metric(metric, monkeypatch):
+    # the band path's own exact scores (float32 power sums, truncated series) against expected_metric in
+    # float64: within the relative slack its certificates allow for (rankseg._exact._SCORE_SLACK)
+    gen = torch.Generator().manual_seed(9)
+    rows = _smooth(gen, 1, 6, 96, 96).reshape(6, -1)
+    seen = {}
+    original = _exact._band_scores
+
+    def spy(pre, band, metric_, t, log_w, log_g, hi_sums, y_pow, j0, span):
+        out = original(pre, band, metric_, t, log_w, log_g, hi_sums, y_pow, j0, span)
+        seen.update(tau=band.n_hi + j0, score=out[:, 0])
+        return out
+
+    monkeypatch.setattr(_exact, "_band_scores", spy)
+    _, ok = _exact._band_masks(rows, metric, 96, rows.amax(1))
+    assert ok.any()
+    vals = rows.sort(1, descending=True).values
+    for i in range(rows.shape[0]):
+        tau = int(seen["tau"][i])
+        mask = (rows[i] >= vals[i, tau - 1]).view(1, 1, -1)
+        assert int(mask.sum()) == tau  # no ties in smooth random maps
+        want = expected_metric(rows[i].double().view(1, 1, -1), mask, metric).item()
+        assert abs(seen["score"][i].item() - want) <= 0.2 * _exact._SCORE_SLACK * want
