@@ -598,12 +598,13 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     sub = sample(p, width)
     v0 = torch.maximum(ratio.score(p_max.to(_F64), torch.ones_like(mu)), estimate(sub, d, ratio))
     bracket = ratio_bracket(p, ratio, v0, work)
-    # The window reaches about 2 sqrt(eps) (relative) from the cut, eps the gap near the cut's rank (above
-    # the band, where the gap grows, the certificate below splits the ranks further). Only the band's width
-    # depends on this estimate (from the sample's variance); everything certified uses the exact variance.
+    # The window reaches about 2 sqrt(eps) (relative) from the cut, eps the gap below the cut's rank: at the
+    # split's rank on the low side, at a tenth of it on the high side, where the gap grows (a band that
+    # still falls short there is rescued by the split certificate of _top_levels, at some cost). Only the
+    # band's width depends on this estimate (from the sample's variance); every certificate uses the exact one.
     var_est = (sub * (1 - sub)).sum(1).to(_F64) * (d / sub.shape[1])
-    half = (bracket.n.to(_F64) / 2).floor()
-    eps_top = _outside_gaps(metric, mu, var_est, bracket.total, half, p_max)[1].clamp(0, 1)
+    tenth = (bracket.n.to(_F64) * 0.1).floor()
+    eps_top = _outside_gaps(metric, mu, var_est, bracket.total, tenth, p_max)[1].clamp(0, 1)
     eps_low = _outside_gaps(metric, mu, var_est, bracket.total, bracket.n, p_max)[1].clamp(0, 1)
     cut = ratio.cut(bracket.v_hi)
     band, hi_vals, hi_starts = band_for_bracket(
