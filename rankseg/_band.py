@@ -112,6 +112,8 @@ class Ratio:
 
     def score(self, total: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         num, den = self.num_den(total, n)
+        if self.dice:  # den = n + m + 1 >= 1
+            return num / den
         return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(den))
 
     def cut(self, v: torch.Tensor) -> torch.Tensor:

@@ -208,6 +208,12 @@ def threshold_below(thr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     Comparing float32 data against a float64 threshold would otherwise upcast the whole tensor.
     """
     low = thr.to(dtype)
+    if dtype == thr.dtype:
+        return low
+    if use_numpy(thr):  # a few elements: NumPy avoids torch's per-op overhead
+        t = thr.numpy()
+        lo = t.astype(torch.empty((), dtype=dtype).numpy().dtype)
+        return torch.from_numpy(np.where(lo > t, np.nextafter(lo, lo.dtype.type(-np.inf)), lo))
     too_high = low.to(thr.dtype) > thr
     return torch.where(too_high, torch.nextafter(low, torch.full_like(low, -float("inf"))), low)
 
