@@ -563,15 +563,18 @@ def _band_scores(pre, band: Band, metric: str, t, log_w, log_g, hi_sums, y_pow, 
     j = (j0.unsqueeze(1) + torch.arange(span, device=dev)).clamp_max(pre.shape[2] - 1)  # (r, span)
     sums = pre.gather(2, j.unsqueeze(0).expand(terms + 1, -1, -1)).permute(1, 2, 0)  # (r, span, terms + 1)
     tau = (band.n_hi.unsqueeze(1) + j).to(_F64)
+    # (in place: two (r, span, K) temporaries at most)
     if metric == "dice":
-        h = torch.bmm(sums, y_pow.transpose(1, 2)) + hi_sums.unsqueeze(1)  # (r, span, K)
-        expo = (log_w + log_g).unsqueeze(1) - (tau + 1).unsqueeze(2) * t.unsqueeze(1)
-        return 2 * (torch.exp(expo) * h).sum(2)
+        h = torch.bmm(sums, y_pow.transpose(1, 2)).add_(hi_sums.unsqueeze(1))  # (r, span, K)
+        expo = (log_w + log_g).unsqueeze(1).expand_as(h).clone()
+        expo.addcmul_((tau + 1).unsqueeze(2), t.unsqueeze(1), value=-1)
+        return 2 * expo.exp_().mul_(h).sum(2)
     inv_m = 1 / torch.arange(1, terms + 1, device=dev, dtype=_F64)
-    log_band = -torch.bmm(sums[:, :, :terms] * inv_m, y_pow[:, :, 1:].transpose(1, 2))  # (r, span, K)
-    expo = (log_w + log_g - hi_sums).unsqueeze(1) - log_band - tau.unsqueeze(2) * t.unsqueeze(1)
+    # -log prod over the band part (r, span, K), turned into the exponent in place
+    expo = torch.bmm(sums[:, :, :terms] * inv_m, y_pow[:, :, 1:].transpose(1, 2))
+    expo.add_((log_w + log_g - hi_sums).unsqueeze(1)).addcmul_(tau.unsqueeze(2), t.unsqueeze(1), value=-1)
     total = band.s_hi.unsqueeze(1) + sums[:, :, 0]  # S_tau
-    return torch.where(total > 0, total * torch.exp(expo).sum(2), torch.zeros_like(total))
+    return torch.where(total > 0, total * expo.exp_().sum(2), torch.zeros_like(total))
 
 
 def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -682,8 +685,8 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
 
     def exact_scores(first: torch.Tensor, n: int) -> torch.Tensor:
         out = torch.empty(r, n, dtype=_F64, device=p.device)
-        # (r, n, K) float64 temporaries, a few per row: up to twice the input
-        for sl in row_chunks(r, n * t.shape[1] * 8 * 4, 2 * p.numel() * p.element_size(), p.device):
+        # two (r, n, K) float64 temporaries per row (and the bmm input): within the input size
+        for sl in row_chunks(r, n * t.shape[1] * 8 * 3, p.numel() * p.element_size(), p.device):
             sub = Band(*(x[sl] if i < 6 else x for i, x in enumerate(band)))
             parts = (t[sl], log_w[sl], log_g[sl], hi_sums[sl], y_pow[sl])
             out[sl] = _band_scores(pre[:, sl], sub, metric, *parts, first[sl], n)
