@@ -93,36 +93,51 @@ class Ratio:
     score({p > c}) > cut^-1(c) certifies that c lies below the optimal cut.
     """
 
-    def __init__(self, metric: str, smooth: float, m: torch.Tensor) -> None:
+    def __init__(self, metric: str, smooth: float, m: torch.Tensor | np.ndarray) -> None:
         self.metric = metric
         self.dice = metric == "dice"
         self.s = 0.0 if self.dice else smooth
         self.m = m
-        self.slope = (m + 1) if self.dice else (m + smooth).clamp_min(1e-300)
+        self.slope = (m + 1) if self.dice else _clamp_min(m + smooth, 1e-300)
 
     def take(self, idx: torch.Tensor) -> Ratio:
         """The same objective for a subset of the rows."""
         return Ratio(self.metric, self.s, self.m[idx])
 
-    def num_den(self, total: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = self.m if total.dim() == 1 else self.m.unsqueeze(1)
+    def numpy(self) -> Ratio:
+        """The same objective on NumPy arrays (CPU): its methods then take and return arrays."""
+        return Ratio(self.metric, self.s, self.m.numpy())
+
+    def num_den(self, total, n):
+        m = self.m if total.ndim == 1 else self.m[:, None]
         if self.dice:
             return 2 * total, n + m + 1
         return total + self.s, m + self.s + n - total
 
-    def score(self, total: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    def score(self, total, n):
         num, den = self.num_den(total, n)
         if self.dice:  # den = n + m + 1 >= 1
             return num / den
-        return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(den))
+        return _where(den > 0, num / _clamp_min(den, 1e-300), 0.0)
 
-    def cut(self, v: torch.Tensor) -> torch.Tensor:
+    def cut(self, v):
         return v / 2 if self.dice else v / (1 + v)
 
-    def gap(self, v: torch.Tensor, total: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    def gap(self, v, total, n):
         """num - v den of the set (total, n): F(v) when the set is {p > cut(v)}."""
         num, den = self.num_den(total, n)
-        return num - (v if total.dim() == 1 else v.unsqueeze(1)) * den
+        return num - (v if total.ndim == 1 else v[:, None]) * den
+
+
+def _where(cond, a, b):
+    """``where`` for torch tensors or NumPy arrays (b may be a Python scalar)."""
+    if isinstance(cond, np.ndarray):
+        return np.where(cond, a, b)
+    return torch.where(cond, a, b)
+
+
+def _clamp_min(x, low: float):
+    return np.maximum(x, low) if isinstance(x, np.ndarray) else x.clamp_min(low)
 
 
 def estimate(sub: torch.Tensor, d: int, ratio: Ratio) -> torch.Tensor:
@@ -178,13 +193,18 @@ class Bracket(NamedTuple):
     total: torch.Tensor
 
 
-def _pass(p: torch.Tensor, ratio: Ratio, v: torch.Tensor, work: torch.Tensor | None):
-    """One exact pass at the estimate v: the split {p > cut(v)} and the bracket [lower, upper] it certifies."""
-    c = threshold_below(ratio.cut(v), p.dtype)
+def _pass(p: torch.Tensor, ratio: Ratio, v, work: torch.Tensor | None):
+    """One exact pass at the estimate v: the split {p > cut(v)} and the bracket [lower, upper] it certifies.
+
+    v and the outputs are NumPy arrays when ``ratio`` is (CPU), else tensors."""
+    host = isinstance(v, np.ndarray)
+    c = threshold_below(torch.from_numpy(ratio.cut(v)) if host else ratio.cut(v), p.dtype)
     n, total = count_sum_above(p, c, work)
+    if host:
+        c, n, total = c.numpy(), n.numpy(), total.numpy()
     lower = ratio.score(total, n)
     f = ratio.gap(v, total, n)
-    upper = torch.where(f < 0, v, v + f / ratio.slope)
+    upper = _where(f < 0, v, v + f / ratio.slope)
     return c, n, total, lower, upper
 
 
@@ -194,21 +214,28 @@ def ratio_bracket(p: torch.Tensor, ratio: Ratio, v: torch.Tensor, work: torch.Te
     The pass counts and sums {p > cut(v)}: its score is a lower bound of v* (a Dinkelbach step, accurate to
     about the squared error of v), and F(v) = num - v den of that set bounds v* from above: v* <= v when
     F(v) < 0, else v* <= v + F(v) / slope. Rows whose bracket is still wider than 25% (the sample missed
-    their object) get further passes from their lower bound.
+    their object) get further passes from their lower bound. On CPU the per-row arithmetic runs in NumPy.
 
     Shape:
         p: (r, d).  v: (r,) float64.  outputs: (r,) each.
     """
+    host = _on_cpu(p)
+    if host:
+        ratio, v = ratio.numpy(), v.numpy()
+    maximum, minimum = (np.maximum, np.minimum) if host else (torch.maximum, torch.minimum)
     thr, n, total, v_lo, v_hi = _pass(p, ratio, v, work)
     for _ in range(_MAX_PASSES - 1):
-        wide = (v_hi - v_lo) > _BRACKET_TOL * v_lo.clamp_min(1e-300)
+        wide = (v_hi - v_lo) > _BRACKET_TOL * _clamp_min(v_lo, 1e-300)
         if not bool(wide.any()):
             break
-        ids = wide.nonzero().squeeze(1)
-        c, n_t, s_t, lo_t, hi_t = _pass(p[ids], ratio.take(ids), v_lo[ids], None)
+        ids = np.flatnonzero(wide) if host else wide.nonzero().squeeze(1)
+        rows = p[torch.from_numpy(ids)] if host else p[ids]
+        c, n_t, s_t, lo_t, hi_t = _pass(rows, ratio.take(ids), v_lo[ids], None)
         thr[ids], n[ids], total[ids] = c, n_t, s_t
-        v_lo[ids] = torch.maximum(lo_t, v_lo[ids])
-        v_hi[ids] = torch.minimum(hi_t, v_hi[ids])
+        v_lo[ids] = maximum(lo_t, v_lo[ids])
+        v_hi[ids] = minimum(hi_t, v_hi[ids])
+    if host:
+        return Bracket(*(torch.from_numpy(x) for x in (v_lo, v_hi, thr, n, total)))
     return Bracket(v_lo, v_hi, thr, n, total)
 
 
@@ -397,11 +424,13 @@ def band_dinkelbach(band: Band, ratio: Ratio, v_lo: torch.Tensor) -> torch.Tenso
     Started from a lower bound v_lo of v* whose cut lies in the band, every iterate v <- score({p > cut(v)})
     stays a lower bound and rises to v*, so every set it visits is the band's upper part plus the pixels
     above it; it stops when the set no longer changes, which makes the score optimal and {p > cut} the
-    smallest optimal set. Works on unsorted bands.
+    smallest optimal set. Works on unsorted bands; on CPU it runs in NumPy over the packed band pixels.
 
     Shape:
         v_lo: (r,) float64.  output: (r,) threshold in the band's dtype: select p > output.
     """
+    if _on_cpu(band.fvals):
+        return threshold_below(torch.from_numpy(_dinkelbach_numpy(band, ratio.numpy(), v_lo.numpy())), band.vals.dtype)
     vals = band.vals.to(_F64)  # the -1 padding is never selected: cuts are >= 0
     v = v_lo
     n_prev = None
@@ -414,6 +443,25 @@ def band_dinkelbach(band: Band, ratio: Ratio, v_lo: torch.Tensor) -> torch.Tenso
         v = torch.maximum(v, ratio.score(band.s_hi + torch.where(sel, vals, 0).sum(1), n.to(_F64)))
         n_prev = n
     return threshold_below(cut, band.vals.dtype)
+
+
+def _dinkelbach_numpy(band: Band, ratio: Ratio, v: np.ndarray) -> np.ndarray:
+    """:func:`band_dinkelbach`'s iteration on the band pixels in pixel order (NumPy arrays); returns the cut."""
+    r = band.count.numel()
+    count = band.count.numpy()
+    row = np.repeat(np.arange(r), count)
+    vals = band.fvals.numpy().astype(np.float64)
+    n_hi, s_hi = band.n_hi.numpy(), band.s_hi.numpy()
+    n_prev = None
+    for _ in range(_MAX_ITERS):
+        cut = ratio.cut(v)
+        sel = vals > cut[row]
+        n = n_hi + np.bincount(row[sel], minlength=r)
+        if n_prev is not None and np.array_equal(n, n_prev):
+            break
+        v = np.maximum(v, ratio.score(s_hi + np.bincount(row, weights=np.where(sel, vals, 0.0), minlength=r), n))
+        n_prev = n
+    return cut
 
 
 def superlevel_inside(band: Band, ratio: Ratio, level: torch.Tensor, d: int, side: str = "both") -> torch.Tensor:

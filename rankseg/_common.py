@@ -6,6 +6,7 @@ pixels of that image, i.e. a view of the input as (B * C, d) with d = prod(spati
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -90,6 +91,36 @@ def scratch(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) ->
 def free_scratch() -> None:
     """Release this thread's CPU scratch buffer."""
     _SCRATCH.buf = None
+
+
+# NumPy releases the GIL inside its loops, so row blocks of one large NumPy step run in parallel on this pool
+# (as many threads as torch uses). It is created on first use and again in a forked child, whose copy of the
+# parent's pool has no threads.
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def in_row_blocks(n_rows: int, numel: int, fn: Callable[[slice], object]) -> list:
+    """``[fn(block) for block in row blocks]``, the blocks run in parallel when the work is large enough.
+
+    Args:
+        n_rows: rows to split (blocks are contiguous, in order).
+        numel: elements the step touches (below 2^17 per thread a single block is used).
+    """
+    global _POOL
+    n_threads = max(1, min(torch.get_num_threads(), n_rows, numel // 2**17))
+    bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
+    blocks = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    if n_threads == 1:
+        return [fn(blocks[0])]
+    with _POOL_LOCK:
+        pid = os.getpid()
+        if _POOL is None or _POOL[0] != pid or _POOL[1] < n_threads:
+            if _POOL is not None and _POOL[0] == pid:
+                _POOL[2].shutdown(wait=False)
+            _POOL = (pid, n_threads, ThreadPoolExecutor(n_threads, thread_name_prefix="rankseg"))
+        pool = _POOL[2]
+    return list(pool.map(fn, blocks))
 
 
 # CPU tensors take NumPy fast paths for comparisons, gathers and small sorts (several times faster than torch
@@ -258,15 +289,7 @@ def sort_descending(p: torch.Tensor) -> torch.Tensor:
         dst[block].sort(axis=1)
         np.negative(dst[block], out=dst[block])
 
-    # Small blocks (partial sorts of a band) are not worth a thread pool.
-    n_threads = max(1, min(torch.get_num_threads(), n_rows, p.numel() // 2**17))
-    bounds = np.linspace(0, n_rows, n_threads + 1).astype(int)
-    blocks = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    if n_threads == 1:
-        work(blocks[0])
-    else:
-        with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(work, blocks))
+    in_row_blocks(n_rows, p.numel(), work)
     return torch.from_numpy(dst)
 
 

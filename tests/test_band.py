@@ -235,3 +235,36 @@ def test_band_path_exact_scores_match_expected_metric(metric, monkeypatch):
         assert int(mask.sum()) == tau  # no ties in smooth random maps
         want = expected_metric(rows[i].double().view(1, 1, -1), mask, metric).item()
         assert abs(seen["score"][i].item() - want) <= 0.2 * _exact._SCORE_SLACK * want
+
+
+def _sort_in_child(queue) -> None:
+    # NumPy only besides sort_descending: torch's own OpenMP threads are not fork-safe either (DataLoader
+    # workers run with one thread for that reason), and this child keeps two threads to use the pool.
+    x = np.random.default_rng(3).random((8, 2**16), dtype=np.float32)
+    queue.put(bool(np.array_equal(sort_descending(torch.from_numpy(x)).numpy(), np.sort(x, 1)[:, ::-1])))
+
+
+def test_row_block_pool_survives_fork():
+    """The NumPy row-block pool is per process: a forked child (a DataLoader worker) gets its own threads
+    instead of waiting forever on the parent's, which do not exist in the child."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork start method on this platform")
+    x = torch.rand(8, 2**16, generator=torch.Generator().manual_seed(3))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the sort splits over the torch thread count
+    try:
+        assert torch.equal(sort_descending(x), torch.sort(x, 1, descending=True).values)  # starts the pool
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_sort_in_child, args=(queue,))
+        child.start()
+        child.join(60)
+        alive = child.is_alive()
+        if alive:
+            child.kill()
+        assert not alive, "the forked child hung on the parent's thread pool"
+        assert queue.get(timeout=5) is True
+    finally:
+        torch.set_num_threads(threads)
