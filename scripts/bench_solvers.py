@@ -12,8 +12,9 @@ called ``rankseg``) on bit-identical inputs (same seed, same generator). ``--rou
 the two implementations (ours, 0.0.8, ours, ...), each timing ``--repeats`` calls per case after one warm-up;
 every figure is the median over all rounds, so slow drifts of a shared machine hit both alike. Peak extra
 memory is measured once per solver in a fresh subprocess, after a warm-up call on a 16 times smaller input
-(CPU: growth of the peak resident set size, with a fixed glibc mmap threshold so that freed tensors leave the
-resident set; CUDA: torch.cuda.max_memory_allocated above the input).
+(CPU: growth of the peak resident set size over the resident set before the call, the peak reset once the
+input exists; with a fixed glibc mmap threshold so that freed tensors leave the resident set; CUDA:
+torch.cuda.max_memory_allocated above the input).
 """
 
 from __future__ import annotations
@@ -139,9 +140,33 @@ def peak_memory(shape, device: str, kwargs: dict) -> float:
         _call(fn, probs, kwargs)
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
+    if _reset_peak_rss():
+        # Linux: the peak resident set is reset after the input exists, so only the call's own growth counts
+        # (ru_maxrss would still hold the peak of building the input and hide anything below it).
+        base = _status_kib("VmRSS")
+        _call(fn, probs, kwargs)
+        return (_status_kib("VmHWM") - base) / 1024
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     _call(fn, probs, kwargs)
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} missing from /proc/self/status")
 
 
 def _subprocess(args: list[str], pythonpath: str | None, extra_env: dict | None = None) -> dict:
