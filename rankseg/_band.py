@@ -60,6 +60,8 @@ _MAX_PASSES = 6
 # Relative slack on certified bounds: covers float32 rounding of the sums (~1e-7 relative).
 _SLACK = 1e-5
 _MAX_ITERS = 200
+# Values per chunk of the float64 power sums of a ragged array (1 MiB of float64).
+_POWER_CHUNK = 2**17
 
 
 def _on_cpu(t: torch.Tensor) -> bool:
@@ -326,21 +328,18 @@ def gather_band(
         a = p.detach().contiguous().numpy()
         above_lo = np.greater(a, lo.numpy()[:, None])
         grid = np.arange(r + 1, dtype=np.int64) * d
+        inside = np.less_equal(a, hi.numpy()[:, None], out=_bool_scratch(work, (r, d)))
+        inside &= above_lo
+        flat = np.flatnonzero(inside)
+        fvals = a.reshape(-1)[flat]
         if with_above:
-            # one nonzero over {p > lo}; the band is its part <= hi, the rest is returned as well
-            flat_all = np.flatnonzero(above_lo)
-            vals_all = a.reshape(-1)[flat_all]
-            starts_all = np.searchsorted(flat_all, grid)
-            pick = np.flatnonzero(vals_all <= np.repeat(hi.numpy(), np.diff(starts_all)))
-            flat, fvals = flat_all[pick], vals_all[pick]
-            vals_all[pick] = 0
-            inside = None
+            # the values above lo in pixel order (a boolean gather: no index array over {p > lo}), with the
+            # band's own values (those <= hi) zeroed
+            vals_all = a[above_lo]
+            starts_all = np.zeros(r + 1, dtype=np.int64)
+            np.cumsum(above_lo.view(np.uint8).sum(1, dtype=np.int64), out=starts_all[1:])
+            vals_all[vals_all <= np.repeat(hi.numpy(), np.diff(starts_all))] = 0
             above_vals = (torch.from_numpy(vals_all), torch.from_numpy(starts_all))
-        else:
-            inside = np.less_equal(a, hi.numpy()[:, None], out=_bool_scratch(work, (r, d)))
-            inside &= above_lo
-            flat = np.flatnonzero(inside)
-            fvals = a.reshape(-1)[flat]
         del inside
         starts = np.searchsorted(flat, grid)
         count = np.diff(starts)
@@ -548,18 +547,26 @@ def power_sums(x: torch.Tensor, starts: torch.Tensor, terms: int, first: int = 1
     if x.numel() == 0 or terms < first:
         return out
     if _on_cpu(x):
-        xs = x.numpy()  # multiplied into the float64 accumulator as is (no float64 copy of the values)
-        st = starts.numpy()
-        idx, empty = np.minimum(st[:-1], xs.size - 1), np.diff(st) == 0
-        q = xs.astype(np.float64)
-        for _ in range(first - 1):
-            q *= xs
+        xs, st = x.numpy(), starts.numpy()
         o = out.numpy()
-        for m in range(first, terms + 1):
-            o[:, m - first] = np.add.reduceat(q, idx)
-            if m < terms:
-                q *= xs
-        o[empty] = 0.0
+        # float64 powers of one chunk of the values at a time (a float64 copy of all of them would be twice
+        # their size); each chunk's part of every segment is summed and added to the segment's row
+        for c0 in range(0, xs.size, _POWER_CHUNK):
+            c1 = min(c0 + _POWER_CHUNK, xs.size)
+            r0 = int(np.searchsorted(st, c0, side="right")) - 1
+            r1 = int(np.searchsorted(st, c1 - 1, side="right"))  # rows r0 .. r1 - 1 meet the chunk
+            cuts = np.clip(st[r0:r1 + 1], c0, c1) - c0
+            idx, empty = np.minimum(cuts[:-1], c1 - c0 - 1), cuts[1:] == cuts[:-1]
+            part = xs[c0:c1]
+            q = part.astype(np.float64)  # multiplied by the values as they are (no float64 copy of them)
+            for _ in range(first - 1):
+                q *= part
+            for m in range(first, terms + 1):
+                sums = np.add.reduceat(q, idx)
+                sums[empty] = 0.0
+                o[r0:r1, m - first] += sums
+                if m < terms:
+                    q *= part
         return out
     xs = x.to(_F64)
     q = xs**first
