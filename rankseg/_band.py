@@ -60,6 +60,8 @@ _MAX_PASSES = 6
 # Relative slack on certified bounds: covers float32 rounding of the sums (~1e-7 relative).
 _SLACK = 1e-5
 _MAX_ITERS = 200
+# Least entries of one block of int64 pixel indices over {p > lo} (2 MiB).
+_INDEX_BLOCK = 2**18
 # Values per chunk of the float64 power sums of a ragged array (1 MiB of float64).
 _POWER_CHUNK = 2**17
 
@@ -297,6 +299,34 @@ def _bool_scratch(work: torch.Tensor | None, shape: tuple[int, int]) -> np.ndarr
     return raw[:size].view(np.bool_).reshape(shape) if raw.size >= size else None
 
 
+def _split_above(a: np.ndarray, above_lo: np.ndarray, hi: np.ndarray):
+    """The pixels of {p > lo} split at hi: the band's flat indices and values, and the values of every pixel
+    above lo in pixel order with the band's zeroed, with row offsets (NumPy, rows of ``a``).
+
+    One nonzero over {p > lo}, taken in blocks of rows so that its int64 indices (8 bytes a pixel) stay
+    within a quarter of the pixels or ``_INDEX_BLOCK`` entries, whichever is more.
+    """
+    r, d = a.shape
+    step = max(1, max(_INDEX_BLOCK, r * d // 4) // max(d, 1))
+    flats, bvals, parts = [], [], []
+    counts = np.zeros(r, dtype=np.int64)
+    for b0 in range(0, r, step):
+        b1 = min(r, b0 + step)
+        idx = np.flatnonzero(above_lo[b0:b1])
+        vals = a[b0:b1].reshape(-1)[idx]
+        starts = np.searchsorted(idx, np.arange(b1 - b0 + 1, dtype=np.int64) * d)
+        counts[b0:b1] = np.diff(starts)
+        pick = np.flatnonzero(vals <= np.repeat(hi[b0:b1], counts[b0:b1]))
+        flats.append(idx[pick] + b0 * d)
+        bvals.append(vals[pick])
+        vals[pick] = 0
+        parts.append(vals)
+    starts_all = np.zeros(r + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts_all[1:])
+    join = (lambda xs: xs[0]) if len(parts) == 1 else np.concatenate
+    return join(flats), join(bvals), join(parts), starts_all
+
+
 def gather_band(
     p: torch.Tensor,
     lo: torch.Tensor,
@@ -328,18 +358,15 @@ def gather_band(
         a = p.detach().contiguous().numpy()
         above_lo = np.greater(a, lo.numpy()[:, None])
         grid = np.arange(r + 1, dtype=np.int64) * d
-        inside = np.less_equal(a, hi.numpy()[:, None], out=_bool_scratch(work, (r, d)))
-        inside &= above_lo
-        flat = np.flatnonzero(inside)
-        fvals = a.reshape(-1)[flat]
         if with_above:
-            # the values above lo in pixel order (a boolean gather: no index array over {p > lo}), with the
-            # band's own values (those <= hi) zeroed
-            vals_all = a[above_lo]
-            starts_all = np.zeros(r + 1, dtype=np.int64)
-            np.cumsum(above_lo.view(np.uint8).sum(1, dtype=np.int64), out=starts_all[1:])
-            vals_all[vals_all <= np.repeat(hi.numpy(), np.diff(starts_all))] = 0
+            flat, fvals, vals_all, starts_all = _split_above(a, above_lo, hi.numpy())
+            inside = None
             above_vals = (torch.from_numpy(vals_all), torch.from_numpy(starts_all))
+        else:
+            inside = np.less_equal(a, hi.numpy()[:, None], out=_bool_scratch(work, (r, d)))
+            inside &= above_lo
+            flat = np.flatnonzero(inside)
+            fvals = a.reshape(-1)[flat]
         del inside
         starts = np.searchsorted(flat, grid)
         count = np.diff(starts)
