@@ -126,8 +126,11 @@ def test_ba_band_path_equals_the_sorted_search_and_certifies_real_maps():
     assert ok.float().mean() >= 0.75  # the band path, not the fallback, solves real-looking maps
 
 
+@pytest.mark.parametrize("index_block", [None, 1], ids=["one-block", "row-blocks"])
 @pytest.mark.parametrize("metric", ["dice", "iou"])
-def test_exact_band_path_equals_the_sorted_solver(metric):
+def test_exact_band_path_equals_the_sorted_solver(metric, index_block, monkeypatch):
+    if index_block is not None:  # the nonzero over {p > lo} in blocks of a quarter of the rows
+        monkeypatch.setattr(_band, "_INDEX_BLOCK", index_block)
     gen = torch.Generator().manual_seed(5)
     for rows in (_smooth(gen, 2, 5, 64, 96).reshape(10, -1), hard_rows(gen)):
         masks, ok = _exact._band_masks(rows, metric, rows.shape[1], rows.amax(1))
