@@ -38,7 +38,16 @@ import math
 
 import torch
 
-from ._band import Ratio, band_for_bracket, estimate, mask_at_rank, ratio_bracket, sample, superlevel_inside
+from ._band import (
+    SCORE_SLACK,
+    Ratio,
+    band_for_bracket,
+    estimate,
+    mask_at_rank,
+    ratio_bracket,
+    sample,
+    superlevel_inside,
+)
 from ._common import scratch
 from ._common import sort_descending as _sort_descending
 from ._common import top_tau_mask as _top_tau_mask
@@ -295,8 +304,8 @@ def _ba_band_masks(
     score = (2.0 * total * c1).masked_fill(~valid, -torch.inf)
     best = score.amax(1)
     tau = band.n_hi + score.argmax(1)
-    # the slack covers the float32 sums behind S and the moments (~1e-6 relative)
-    ok = superlevel_inside(band, ratio, best / (1 + eps0) * (1 - 1e-6), d)
+    # the slack covers the float32 sums behind S and the moments
+    ok = superlevel_inside(band, ratio, best / (1 + eps0) * (1 - SCORE_SLACK), d)
     # tau_up cannot fall above the band: for tau < n_hi, S_tau < S_(n_hi) - (n_hi - tau) hi and p_(tau+1) > hi
     ok &= total[:, 0] <= band.hi.to(f64) * (band.n_hi + d).to(f64)
     ok &= torch.isfinite(best)

@@ -59,6 +59,9 @@ _BRACKET_TOL = 0.25
 _MAX_PASSES = 6
 # Relative slack on certified bounds: covers float32 rounding of the sums (~1e-7 relative).
 _SLACK = 1e-5
+# Relative slack of comparisons between scores computed from float32 sums (S, moments, power sums: ~1e-6
+# relative at worst) and rigorous bounds, so that the certificates of the band solvers hold for the true scores.
+SCORE_SLACK = 1e-6
 _MAX_ITERS = 200
 # Least entries of one block of int64 pixel indices over {p > lo} (2 MiB).
 _INDEX_BLOCK = 2**18

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from rankseg._band import (
+    SCORE_SLACK,
     Band,
     Ratio,
     band_for_bracket,
@@ -472,9 +473,6 @@ def _exact_tau_direct(vals, metric, smooth, first, last) -> torch.Tensor:
 # Band path: the power series of log(1 - p y) and p / (1 - p y) are truncated where the remainder is below
 # this in log G; the float32 power sums themselves carry up to ~1e-6 relative error (the input's precision).
 _SERIES_TOL = 1e-8
-# Band path: relative slack of every comparison between computed exact scores and rigorous bounds, above the
-# error of the float32 power sums and the series truncation, so that the certificates hold for the true scores.
-_SCORE_SLACK = 1e-6
 # Band path: rows whose quadrature nodes reach y = 1 - e^-t above this use the sort path (tiny objects).
 _BAND_MAX_Y = 0.3
 # Band path: rows with less expected mass than this use the sort path (the window bound is loose there).
@@ -657,7 +655,7 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     upper = rma * (1 + gaps)  # >= the exact score of each rank
     # Ranks that may beat the RMA optimum's exact score (at least R*, by Jensen; computed below).
     j_rma = rma.argmax(1)
-    maybe = valid & (upper >= r_star.unsqueeze(1) * (1 - _SCORE_SLACK))
+    maybe = valid & (upper >= r_star.unsqueeze(1) * (1 - SCORE_SLACK))
     j0 = torch.where(maybe.any(1), maybe.to(torch.uint8).argmax(1), torch.zeros_like(band.count))
     j1 = maybe.shape[1] - 1 - maybe.flip(1).to(torch.uint8).argmax(1)
 
@@ -695,7 +693,7 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     # The exact score of the RMA optimum is a much better floor than R*: only ranks whose upper bound
     # reaches it are scored.
     floor = exact_scores(j_rma, 1)[:, 0]
-    scored = maybe & (upper >= floor.unsqueeze(1) * (1 - _SCORE_SLACK))
+    scored = maybe & (upper >= floor.unsqueeze(1) * (1 - SCORE_SLACK))
     scored.scatter_(1, j_rma.unsqueeze(1), True)
     j0 = scored.to(torch.uint8).argmax(1)
     j1 = scored.shape[1] - 1 - scored.flip(1).to(torch.uint8).argmax(1)
@@ -714,8 +712,8 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
         metric, mu, var, total[:, 0], band.n_hi + band.count, p_max.to(_F64),
         total.gather(1, last)[:, 0], None if squares is None else squares.gather(1, last)[:, 0],
     )
-    ok &= torch.isfinite(best) & (best >= r_star * (1 - _SCORE_SLACK))
-    level = best * (1 - _SCORE_SLACK)
+    ok &= torch.isfinite(best) & (best >= r_star * (1 - SCORE_SLACK))
+    level = best * (1 - SCORE_SLACK)
     ok &= superlevel_inside(band, ratio, level / (1 + eps_right), d, side="bottom")
     top_n, top_s = band.n_hi.to(_F64), total[:, 0]
     top_ok = (ratio.gap(level / (1 + eps_left), top_s, top_n) < 0) | (top_n == 0)

@@ -217,7 +217,7 @@ def test_sample_stride_is_coprime_with_the_width():
 @pytest.mark.parametrize("metric", ["dice", "iou"])
 def test_band_path_exact_scores_match_expected_metric(metric, monkeypatch):
     # the band path's own exact scores (float32 power sums, truncated series) against expected_metric in
-    # float64: within the relative slack its certificates allow for (rankseg._exact._SCORE_SLACK)
+    # float64: within the relative slack its certificates allow for (rankseg._band.SCORE_SLACK)
     gen = torch.Generator().manual_seed(9)
     rows = _smooth(gen, 1, 6, 96, 96).reshape(6, -1)
     seen = {}
@@ -237,7 +237,7 @@ def test_band_path_exact_scores_match_expected_metric(metric, monkeypatch):
         mask = (rows[i] >= vals[i, tau - 1]).view(1, 1, -1)
         assert int(mask.sum()) == tau  # no ties in smooth random maps
         want = expected_metric(rows[i].double().view(1, 1, -1), mask, metric).item()
-        assert abs(seen["score"][i].item() - want) <= 0.2 * _exact._SCORE_SLACK * want
+        assert abs(seen["score"][i].item() - want) <= 0.2 * _band.SCORE_SLACK * want
 
 
 def _sort_in_child(queue) -> None:
