@@ -42,10 +42,9 @@ from ._band import (
     SCORE_SLACK,
     Ratio,
     band_for_bracket,
-    estimate,
     mask_at_rank,
     ratio_bracket,
-    sample,
+    start_score,
     superlevel_inside,
 )
 from ._common import scratch
@@ -286,7 +285,7 @@ def _ba_band_masks(
     v_pmf = (pmf * (grid - m.unsqueeze(1)) ** 2).sum(1)
     eps0 = v_pmf / ((1 + m) * (1 + low.to(f64))) * (1 + 1e-6) + 1e-12
     ratio = Ratio("dice", 0.0, m)
-    v0 = torch.maximum(ratio.score(p_max.to(f64), torch.ones_like(m)), estimate(sample(p, width), d, ratio))
+    v0, _ = start_score(p, ratio, p_max, width)
     bracket = ratio_bracket(p, ratio, v0, work)
     # the window of candidate ranks is about sqrt(eps0) wide in relative value; retries widen it
     widen = 4 * eps0.sqrt() * ratio.cut(bracket.v_hi)

@@ -47,6 +47,7 @@ __all__ = [
     "ratio_bracket",
     "sample",
     "segment_sums",
+    "start_score",
     "superlevel_inside",
 ]
 
@@ -159,6 +160,17 @@ def estimate(sub: torch.Tensor, d: int, ratio: Ratio) -> torch.Tensor:
     total = vals.cumsum(1).mul_(scale)
     n = torch.arange(1, vals.shape[1] + 1, device=sub.device, dtype=_F64).mul_(scale)
     return ratio.score(total, n.unsqueeze(0)).amax(1)
+
+
+def start_score(p: torch.Tensor, ratio: Ratio, p_max: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The estimate that :func:`ratio_bracket` starts from: the sample's prediction (:func:`estimate`), at
+    least the score of the best single pixel (a feasible set), and the sample itself.
+
+    Shape:
+        p: (r, d).  p_max: (r,) row maxima.  outputs: (r,) float64 and the (r, m) sample.
+    """
+    sub = sample(p, width)
+    return torch.maximum(ratio.score(p_max.to(_F64), torch.ones_like(ratio.m)), estimate(sub, p.shape[1], ratio)), sub
 
 
 # ---------------------------------------------------------------------------------------------- bracket
@@ -363,14 +375,13 @@ def gather_band(
         grid = np.arange(r + 1, dtype=np.int64) * d
         if with_above:
             flat, fvals, vals_all, starts_all = _split_above(a, above_lo, hi.numpy())
-            inside = None
             above_vals = (torch.from_numpy(vals_all), torch.from_numpy(starts_all))
         else:
             inside = np.less_equal(a, hi.numpy()[:, None], out=_bool_scratch(work, (r, d)))
             inside &= above_lo
             flat = np.flatnonzero(inside)
             fvals = a.reshape(-1)[flat]
-        del inside
+            del inside
         starts = np.searchsorted(flat, grid)
         count = np.diff(starts)
         row = np.repeat(np.arange(r), count)

@@ -39,12 +39,11 @@ from rankseg._band import (
     Band,
     Ratio,
     band_for_bracket,
-    estimate,
     mask_at_rank,
     power_sums,
     ragged_count_sum,
     ratio_bracket,
-    sample,
+    start_score,
     superlevel_inside,
 )
 from rankseg._common import (
@@ -575,6 +574,22 @@ def _band_scores(pre, band: Band, metric: str, t, log_w, log_g, hi_sums, y_pow, 
     return torch.where(total > 0, total * expo.exp_().sum(2), torch.zeros_like(total))
 
 
+def _low_terms(mu: torch.Tensor, y: torch.Tensor, lo: torch.Tensor, terms: int) -> int:
+    """Least M in [2, terms] with mu y x^M / ((M + 1) (1 - x)) <= the series tolerance in every row, x = lo y.
+
+    Shape:
+        mu, y, lo: (r,) float64 (rows of the band path).
+    """
+    if terms <= 2 or mu.numel() == 0:
+        return min(terms, 2)
+    x = (lo * y).clamp(0, 1 - 1e-12)
+    m = torch.arange(2, terms + 1, dtype=_F64, device=mu.device)
+    log_x = torch.log(x.clamp_min(1e-300)).unsqueeze(1)
+    log_bound = torch.log((mu * y).clamp_min(1e-300) / (1 - x)).unsqueeze(1) + m * log_x - torch.log(m + 1)
+    fits = (log_bound <= math.log(_SERIES_TOL)).all(0)
+    return int(m[fits][0]) if bool(fits.any()) else terms
+
+
 def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact-solver masks (smooth 0) from a partial sort around the RMA cut; rows it cannot certify are flagged.
 
@@ -596,8 +611,7 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     work = scratch(p.shape, p.dtype, p.device)
     mu = p.sum(1).to(_F64)
     ratio = Ratio(metric, 0.0, mu)
-    sub = sample(p, width)
-    v0 = torch.maximum(ratio.score(p_max.to(_F64), torch.ones_like(mu)), estimate(sub, d, ratio))
+    v0, sub = start_score(p, ratio, p_max, width)
     bracket = ratio_bracket(p, ratio, v0, work)
     # The window reaches about 2 sqrt(eps) (relative) from the cut, eps the gap below the cut's rank: at the
     # split's rank on the low side, at a tenth of it on the high side, where the gap grows (a band that
@@ -629,9 +643,10 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     # Power sums P_m = sum p^m of the row for log G. The pixels below the band (p <= lo) need fewer terms,
     # since (p y)^m <= (lo y)^m: P_m for m <= terms_lo come from passes over the whole row (float32, through
     # the scratch buffer; the first gives the exact variance), higher ones from the band and the pixels above
-    # it alone; what that leaves out is at most mu (lo y)^terms_lo y / (1 - lo y), below the series tolerance.
-    lo_top = float(band.lo[ok].to(_F64).clamp_min(0).max()) if bool(ok.any()) else 1.0
-    terms_lo = min(terms, max(2, math.ceil(log_tol / math.log(max(y_top * lo_top, 1e-300)))))
+    # it alone. For a row with mass mu, node maximum y and x = lo y, what that leaves out of log G is
+    # sum_(m > M) P_m(low) y^m / m <= mu y x^M / ((M + 1) (1 - x)) with M = terms_lo (as P_m(low) <=
+    # lo^(m-1) P_1(low)); terms_lo is the least M that keeps this below the series tolerance in every row.
+    terms_lo = _low_terms(mu[ok], y_max[ok], band.lo[ok].to(_F64).clamp_min(0), terms)
     row_pow = torch.empty(r, terms, dtype=_F64, device=p.device)
     row_pow[:, 0] = mu
     q = torch.mul(p, p, out=work)
@@ -646,11 +661,11 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     valid = band.valid()
     rma = ratio.score(total, taus).masked_fill(~valid, -torch.inf)
     r_star = rma.amax(1)
-    hi_low = power_sums(hi_vals, hi_starts, 2)  # sums of p and p^2 above the band
+    hi_pow = power_sums(hi_vals, hi_starts, terms + 1)  # sums of p^m above the band, m = 1 .. terms + 1
     squares = None
     if metric == "dice":  # Q_tau = sum of squares of the tau largest values, for the tighter Dice gap
         b = band.vals.to(_F64).clamp_min(0)
-        squares = hi_low[:, 1:2] + torch.cat([torch.zeros_like(b[:, :1]), (b * b).cumsum(1)], 1)
+        squares = hi_pow[:, 1:2] + torch.cat([torch.zeros_like(b[:, :1]), (b * b).cumsum(1)], 1)
     gaps = _score_gap(metric, mu.unsqueeze(1), var.unsqueeze(1), taus, total, squares)
     upper = rma * (1 + gaps)  # >= the exact score of each rank
     # Ranks that may beat the RMA optimum's exact score (at least R*, by Jensen; computed below).
@@ -659,7 +674,6 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     j0 = torch.where(maybe.any(1), maybe.to(torch.uint8).argmax(1), torch.zeros_like(band.count))
     j1 = maybe.shape[1] - 1 - maybe.flip(1).to(torch.uint8).argmax(1)
 
-    hi_pow = torch.cat([hi_low, power_sums(hi_vals, hi_starts, terms + 1, first=3)], 1)
     if terms > terms_lo:
         b = band.vals.to(_F64).clamp_min(0)
         bp = b ** terms_lo

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from rankseg import _multiclass
-from rankseg._band import Ratio, band_dinkelbach, band_for_bracket, estimate, mask_above, ratio_bracket, sample
+from rankseg._band import Ratio, band_dinkelbach, band_for_bracket, mask_above, ratio_bracket, start_score
 from rankseg._common import masks_by_chunks, scratch, sort_descending, top_tau_mask, use_numpy
 from rankseg._validation import (
     check_policy,
@@ -49,9 +49,7 @@ def _ratio_masks(p: torch.Tensor, metric: str, smooth: float, width: int, p_max:
     f64 = torch.float64
     ratio = Ratio(metric, smooth, p.sum(1).to(f64))
     # The best single pixel is a feasible set: its score is a floor for the prediction.
-    v = torch.maximum(
-        ratio.score(p_max.to(f64), torch.ones_like(ratio.m)), estimate(sample(p, width), p.shape[1], ratio)
-    )
+    v, _ = start_score(p, ratio, p_max, width)
     work = scratch(p.shape, p.dtype, p.device)
     bracket = ratio_bracket(p, ratio, v, work)
     band = band_for_bracket(p, ratio, bracket, work=work, sort=False)

@@ -291,3 +291,28 @@ def test_power_sums_in_chunks_match_direct_sums(monkeypatch, chunk):
         assert torch.allclose(got, ref, rtol=1e-12, atol=1e-12)
         with numpy_kernels(False):
             assert torch.allclose(_band.power_sums(x, starts, terms, first), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_low_pixel_series_length_keeps_log_g_within_tolerance():
+    """The series length of the pixels below the band (``_exact._low_terms``) against the truncation error
+    of sum log(1 - p y) computed directly: within the series tolerance for the chosen length, and the
+    worst-case pixels (all at lo) show that one term fewer would not always do."""
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(40):
+        r = int(torch.randint(1, 6, (1,), generator=gen))
+        lo = torch.rand(r, generator=gen, dtype=F64) * 0.5
+        y = torch.rand(r, generator=gen, dtype=F64) * 0.3
+        n = torch.randint(50, 5000, (r,), generator=gen)
+        rows = [torch.rand(int(k), generator=gen, dtype=F64) * lo[i] for i, k in enumerate(n)]
+        mu = torch.stack([row.sum() for row in rows])
+        terms = 40
+        m_low = _exact._low_terms(mu, y, lo, terms)
+        for i, row in enumerate(rows):
+            direct = torch.log1p(-row * y[i]).sum()
+            series = -sum((row ** m).sum() * y[i] ** m / m for m in range(1, m_low + 1))
+            assert abs(float(direct - series)) <= _exact._SERIES_TOL
+        if m_low > 2:  # every pixel at lo: mass mu, tail at least mu y (lo y)^M / (M + 1)
+            worst = int(torch.argmax(mu * y * (lo * y) ** (m_low - 1)))
+            x = float(lo[worst] * y[worst])
+            tail = float(mu[worst] * y[worst]) * x ** (m_low - 1) / m_low
+            assert tail > _exact._SERIES_TOL / 2
