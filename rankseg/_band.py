@@ -45,6 +45,7 @@ __all__ = [
     "power_sums",
     "ragged_count_sum",
     "ratio_bracket",
+    "ratio_masks_at_estimate",
     "sample",
     "segment_sums",
     "start_score",
@@ -456,6 +457,85 @@ def mask_above(band: Band, thr: torch.Tensor) -> torch.Tensor:
     if _on_cpu(thr):
         return clear(band, torch.from_numpy(band.fvals.numpy() > np.repeat(thr.numpy(), band.count.numpy())))
     return clear(band, band.fvals > band.per_pixel(thr))
+
+
+def _row_popcount(mask: np.ndarray) -> np.ndarray | None:
+    """True entries per row of a contiguous bool (r, d) array by 64-bit popcounts (None where d % 8 != 0 or
+    NumPy lacks ``bitwise_count``)."""
+    if mask.shape[1] % 8 or not hasattr(np, "bitwise_count") or not mask.flags.c_contiguous:
+        return None
+    return np.bitwise_count(mask.view(np.uint64)).sum(1, dtype=np.int64)
+
+
+def ratio_masks_at_estimate(p: torch.Tensor, ratio: Ratio, v: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
+    """Masks {p > cut(v*)} of the ratio objective (CPU, float32/float64 rows), with one end of every band at
+    the estimate's cut c0 = cut(v).
+
+    One exact pass at c0 counts and sums {p > c0} and writes that set as the output mask. The sign of
+    F(v) = num - v den of it tells on which side of c0 the optimal cut lies (F < 0: below, the band is
+    (lo, c0] with lo the cut of the pass's score; F > 0: above, the band is (c0, hi] with hi from the
+    bracket's upper bound), so one more comparison, at the band's other end, and an exclusive or with the
+    mask give the band. Dinkelbach steps on the band find the cut (:func:`band_dinkelbach`) and the band
+    pixels of the mask are set to p > cut. Rows where F(v) is within rounding of 0 or the bracket is wide
+    (the sample missed the object) are solved by the general path (:func:`ratio_bracket`,
+    :func:`band_for_bracket`).
+
+    Shape:
+        p: (r, d) contiguous.  v: (r,) float64.  work: scratch like p (overwritten).  output: (r, d) bool.
+    """
+    r, d = p.shape
+    a = p.numpy()
+    rn = ratio.numpy()
+    v_np = v.numpy()
+    c0 = threshold_below(torch.from_numpy(rn.cut(v_np)), p.dtype)
+    t = torch.sub(p, c0.unsqueeze(1), out=work)
+    t.clamp_min_(0)
+    excess = t.sum(1).to(_F64).numpy()
+    out = torch.empty((r, d), dtype=torch.bool)
+    out.copy_(t)  # t > 0 exactly where p > c0
+    mask = out.numpy()
+    n0 = _row_popcount(mask)
+    if n0 is None:
+        n0 = t.sign_().sum(1).round().to(torch.int64).numpy()
+    del t
+    c0n = c0.numpy()
+    s0 = excess + n0 * c0n.astype(np.float64)
+    v_lo = rn.score(s0, n0)
+    num, den = rn.num_den(s0, n0)
+    f = num - v_np * den
+    v_hi = np.where(f < 0, v_np, v_np + f / rn.slope)
+    below = f < -SCORE_SLACK * (np.abs(num) + np.abs(v_np * den))
+    above = f > SCORE_SLACK * (np.abs(num) + np.abs(v_np * den))
+    general = ~(below | above) | ((v_hi - v_lo) > _BRACKET_TOL * np.maximum(v_lo, 1e-300))
+    lo = threshold_below(torch.from_numpy(np.clip(rn.cut(v_lo * (1 - _SLACK)), -1.0, 2.0)), p.dtype).numpy()
+    hi = threshold_below(torch.from_numpy(np.clip(rn.cut(v_hi * (1 + _SLACK) + 1e-300), -1.0, 2.0)), p.dtype)
+    other = np.where(below, np.minimum(lo, c0n), np.maximum(hi.numpy(), c0n))
+    other[general] = c0n[general]  # no band: these rows are redone below
+    band = np.greater(a, other[:, None], out=_bool_scratch(work, (r, d)))
+    np.bitwise_xor(band, mask, out=band)
+    flat = np.flatnonzero(band)
+    del band
+    fvals = a.reshape(-1)[flat]
+    starts = np.searchsorted(flat, np.arange(r + 1, dtype=np.int64) * d)
+    count = np.diff(starts)
+    row = np.repeat(np.arange(r), count)
+    band_sum = np.bincount(row, weights=fvals, minlength=r)
+    n_hi = np.where(below, n0, n0 - count)
+    s_hi = np.where(below, s0, s0 - band_sum)
+    tensors = [torch.from_numpy(x) for x in (count, n_hi, s_hi, flat, fvals, starts)]
+    none = torch.empty(0)
+    band_t = Band(none, tensors[0], tensors[1], tensors[2], none, none, out, *tensors[3:])
+    cut = _dinkelbach_numpy(band_t, rn, v_lo)
+    thr = threshold_below(torch.from_numpy(cut), p.dtype).numpy()
+    mask.reshape(-1)[flat] = fvals > thr[row]
+    if general.any():
+        ids = torch.from_numpy(np.flatnonzero(general))
+        rows = p[ids]
+        sub_ratio = ratio.take(ids)
+        bracket = ratio_bracket(rows, sub_ratio, v[ids])
+        sub_band = band_for_bracket(rows, sub_ratio, bracket, sort=False)
+        out[ids] = mask_above(sub_band, band_dinkelbach(sub_band, sub_ratio, bracket.v_lo))
+    return out
 
 
 def band_dinkelbach(band: Band, ratio: Ratio, v_lo: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,15 @@ import numpy as np
 import torch
 
 from rankseg import _multiclass
-from rankseg._band import Ratio, band_dinkelbach, band_for_bracket, mask_above, ratio_bracket, start_score
+from rankseg._band import (
+    Ratio,
+    band_dinkelbach,
+    band_for_bracket,
+    mask_above,
+    ratio_bracket,
+    ratio_masks_at_estimate,
+    start_score,
+)
 from rankseg._common import masks_by_chunks, scratch, sort_descending, top_tau_mask, use_numpy
 from rankseg._validation import (
     check_policy,
@@ -51,6 +59,8 @@ def _ratio_masks(p: torch.Tensor, metric: str, smooth: float, width: int, p_max:
     # The best single pixel is a feasible set: its score is a floor for the prediction.
     v, _ = start_score(p, ratio, p_max, width)
     work = scratch(p.shape, p.dtype, p.device)
+    if use_numpy(p) and p.dtype in (torch.float32, torch.float64) and p.is_contiguous():
+        return ratio_masks_at_estimate(p, ratio, v, work)
     bracket = ratio_bracket(p, ratio, v, work)
     band = band_for_bracket(p, ratio, bracket, work=work, sort=False)
     del work

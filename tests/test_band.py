@@ -54,10 +54,22 @@ def sorted_rma_tau(p: torch.Tensor, metric: str, s: float) -> torch.Tensor:
     return score.argmax(1)
 
 
+@pytest.mark.parametrize("route", ["estimate", "general"])
 @pytest.mark.parametrize(("metric", "smooth"), [("dice", 0.0), ("iou", 0.0), ("iou", 1.0)])
-def test_rma_band_path_equals_the_sorted_rule(metric, smooth):
+def test_rma_band_path_equals_the_sorted_rule(metric, smooth, route, monkeypatch):
+    """The CPU path with one band end at the estimate's cut ("estimate") and the general bracket-and-band
+    path it hands rows to ("general", forced for every row) against the sort-based rule; rows of a length
+    that is not a multiple of 8 (no popcount) and float64 rows included."""
+    if route == "general":
+        monkeypatch.setattr(_band, "_BRACKET_TOL", -1.0)
     gen = torch.Generator().manual_seed(0)
-    batches = [hard_rows(gen), _smooth(gen, 2, 6, 64, 96).reshape(12, -1), torch.rand(6, 9000, generator=gen) ** 3]
+    batches = [
+        hard_rows(gen),
+        _smooth(gen, 2, 6, 64, 96).reshape(12, -1),
+        torch.rand(6, 9000, generator=gen) ** 3,
+        torch.rand(5, 4099, generator=gen) ** 2,
+        _smooth(gen, 1, 5, 40, 72).reshape(5, -1).double(),
+    ]
     for rows in batches:
         probs = rows.view(rows.shape[0], 1, -1)
         masks = rs(probs, metric, smooth=smooth, output_mode="multilabel", pruning_prob=0.0).view(rows.shape)
