@@ -59,6 +59,9 @@ _SAMPLE = 1024
 # then still a small share of the row.
 _BRACKET_TOL = 0.25
 _MAX_PASSES = 6
+# :func:`ratio_masks_at_estimate` gathers the band of brackets up to this wide (relative) rather than pay
+# for the general path's further passes: a wider band costs little next to the fixed cost of that path.
+_ESTIMATE_TOL = 1.0
 # Relative slack on certified bounds: covers float32 rounding of the sums (~1e-7 relative).
 _SLACK = 1e-5
 # Relative slack of comparisons between scores computed from float32 sums (S, moments, power sums: ~1e-6
@@ -506,7 +509,7 @@ def ratio_masks_at_estimate(p: torch.Tensor, ratio: Ratio, v: torch.Tensor, work
     v_hi = np.where(f < 0, v_np, v_np + f / rn.slope)
     below = f < -SCORE_SLACK * (np.abs(num) + np.abs(v_np * den))
     above = f > SCORE_SLACK * (np.abs(num) + np.abs(v_np * den))
-    general = ~(below | above) | ((v_hi - v_lo) > _BRACKET_TOL * np.maximum(v_lo, 1e-300))
+    general = ~(below | above) | ((v_hi - v_lo) > _ESTIMATE_TOL * np.maximum(v_lo, 1e-300))
     lo = threshold_below(torch.from_numpy(np.clip(rn.cut(v_lo * (1 - _SLACK)), -1.0, 2.0)), p.dtype).numpy()
     hi = threshold_below(torch.from_numpy(np.clip(rn.cut(v_hi * (1 + _SLACK) + 1e-300), -1.0, 2.0)), p.dtype)
     other = np.where(below, np.minimum(lo, c0n), np.maximum(hi.numpy(), c0n))
