@@ -55,6 +55,9 @@ __all__ = [
 _F64 = torch.float64
 # Pixels per row of the sample that predicts the cut (a sort of this many values per row is cheap).
 _SAMPLE = 1024
+# The RMA estimate path (:func:`ratio_masks_at_estimate`) pays for every band pixel twice (its nonzero and its
+# Dinkelbach steps): a larger sample, whose estimate leaves a narrower band, is worth its sort there.
+RMA_SAMPLE = 2048
 # Refine the bracket with another pass only while it is wider than this (relative): the band it spans is
 # then still a small share of the row.
 _BRACKET_TOL = 0.25
@@ -78,15 +81,15 @@ def _on_cpu(t: torch.Tensor) -> bool:
     return use_numpy(t)
 
 
-def sample(p: torch.Tensor, width: int) -> torch.Tensor:
-    """About ``_SAMPLE`` pixels of each row, at a stride coprime with ``width`` (the last spatial size), so
+def sample(p: torch.Tensor, width: int, size: int = _SAMPLE) -> torch.Tensor:
+    """About ``size`` pixels of each row, at a stride coprime with ``width`` (the last spatial size), so
     that the sample sweeps across image columns instead of repeating the same few.
 
     Shape:
         p: (r, d).  output: (r, m) contiguous, m = ceil(d / stride).
     """
     d = p.shape[1]
-    k = max(1, d // _SAMPLE)
+    k = max(1, d // size)
     while k > 1 and math.gcd(k, max(width, 1)) != 1:
         k += 1
     return p[:, ::k].contiguous()
@@ -166,14 +169,17 @@ def estimate(sub: torch.Tensor, d: int, ratio: Ratio) -> torch.Tensor:
     return ratio.score(total, n.unsqueeze(0)).amax(1)
 
 
-def start_score(p: torch.Tensor, ratio: Ratio, p_max: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The estimate that :func:`ratio_bracket` starts from: the sample's prediction (:func:`estimate`), at
-    least the score of the best single pixel (a feasible set), and the sample itself.
+def start_score(
+    p: torch.Tensor, ratio: Ratio, p_max: torch.Tensor, width: int, size: int = _SAMPLE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The estimate that :func:`ratio_bracket` starts from: the prediction of a sample of about ``size``
+    pixels per row (:func:`estimate`), at least the score of the best single pixel (a feasible set), and the
+    sample itself.
 
     Shape:
         p: (r, d).  p_max: (r,) row maxima.  outputs: (r,) float64 and the (r, m) sample.
     """
-    sub = sample(p, width)
+    sub = sample(p, width, size)
     return torch.maximum(ratio.score(p_max.to(_F64), torch.ones_like(ratio.m)), estimate(sub, p.shape[1], ratio)), sub
 
 

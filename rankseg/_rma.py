@@ -24,6 +24,7 @@ import torch
 
 from rankseg import _multiclass
 from rankseg._band import (
+    RMA_SAMPLE,
     Ratio,
     band_dinkelbach,
     band_for_bracket,
@@ -57,7 +58,7 @@ def _ratio_masks(p: torch.Tensor, metric: str, smooth: float, width: int, p_max:
     f64 = torch.float64
     ratio = Ratio(metric, smooth, p.sum(1).to(f64))
     # The best single pixel is a feasible set: its score is a floor for the prediction.
-    v, _ = start_score(p, ratio, p_max, width)
+    v, _ = start_score(p, ratio, p_max, width, RMA_SAMPLE)
     work = scratch(p.shape, p.dtype, p.device)
     if use_numpy(p) and p.dtype in (torch.float32, torch.float64) and p.is_contiguous():
         return ratio_masks_at_estimate(p, ratio, v, work)
