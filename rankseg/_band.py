@@ -15,6 +15,10 @@ next to the cut of the RMA ratio problem (:class:`Ratio`), which is found withou
 5. the output mask is the band's lower comparison {p > lo} with the band pixels that lost their place
    cleared (:func:`clear`, :func:`mask_at_rank`).
 
+RMA on CPU takes a shorter route (:func:`ratio_masks_at_estimate`): the pass of step 2 also writes the set
+{p > cut(v)} as the output mask, and the sign of the Dinkelbach gap puts the optimal cut on one side of
+cut(v), so the band has cut(v) as one end and needs one comparison, not two.
+
 Shapes follow :mod:`rankseg._common`: ``p`` is a (r, d) block of rows in the compute dtype. On CPU the
 pixel-level comparisons and gathers use NumPy, several times faster than torch there.
 """
