@@ -233,6 +233,29 @@ def row_sums64(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tenso
     return out.reshape(x.shape[:-1])
 
 
+# Bytes of one block of rows for a sequence of passes on CPU (:func:`cache_blocks`): small enough that the
+# block and a temporary like it stay in a core's cache between the passes.
+CACHE_BLOCK = 2**20
+# Inputs up to this size are one block (their passes gain nothing from blocking).
+_CACHE_MIN_BYTES = 2 * CACHE_BLOCK
+
+
+def cache_blocks(p: torch.Tensor) -> list[slice]:
+    """Row slices of a (r, d) tensor for running a sequence of element-wise passes block by block.
+
+    On CPU each block holds about :data:`CACHE_BLOCK` bytes (at least one row), so the second and later
+    passes over a block read the cache instead of memory (1.1-1.7x faster on inputs of 10 MiB); elsewhere,
+    and for small inputs, the whole tensor is one block. Every row's results are those of whole-tensor passes
+    (the operations are row-wise).
+    """
+    r = p.shape[0]
+    row_bytes = max(p.shape[1] * p.element_size(), 1) if p.dim() == 2 else 1
+    if p.device.type != "cpu" or r * row_bytes <= _CACHE_MIN_BYTES:
+        return [slice(0, r)]
+    step = max(1, CACHE_BLOCK // row_bytes)
+    return [slice(b0, min(r, b0 + step)) for b0 in range(0, r, step)]
+
+
 def threshold_below(thr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Largest value of ``dtype`` that is <= thr (float64), so ``p > result`` equals ``p > thr`` exactly.
 

@@ -48,6 +48,7 @@ from rankseg._band import (
 )
 from rankseg._common import (
     as_rows,
+    cache_blocks,
     count_true,
     masks_by_chunks,
     row_chunks,
@@ -590,6 +591,23 @@ def _low_terms(mu: torch.Tensor, y: torch.Tensor, lo: torch.Tensor, terms: int) 
     return int(m[fits][0]) if bool(fits.any()) else terms
 
 
+def _row_powers(p: torch.Tensor, work: torch.Tensor, out: torch.Tensor) -> None:
+    """Row power sums out[:, k] = sum_j p_j^(k + 2) in float32 passes (float32 products, torch's sums),
+    written into the float64 (r, M) view ``out``; ``work`` is a scratch tensor like ``p``.
+
+    The rows are taken in cache-sized blocks (:func:`rankseg._common.cache_blocks`), so that the repeated
+    passes over a block's powers read the cache rather than memory.
+    """
+    if out.shape[1] == 0:
+        return
+    for rows in cache_blocks(p):
+        block = p[rows]
+        q = torch.mul(block, block, out=work[rows])
+        out[rows, 0] = q.sum(1).to(_F64)
+        for k in range(1, out.shape[1]):
+            out[rows, k] = q.mul_(block).sum(1).to(_F64)
+
+
 def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact-solver masks (smooth 0) from a partial sort around the RMA cut; rows it cannot certify are flagged.
 
@@ -649,11 +667,8 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     terms_lo = _low_terms(mu[ok], y_max[ok], band.lo[ok].to(_F64).clamp_min(0), terms)
     row_pow = torch.empty(r, terms, dtype=_F64, device=p.device)
     row_pow[:, 0] = mu
-    q = torch.mul(p, p, out=work)
-    row_pow[:, 1] = q.sum(1).to(_F64)
-    for m in range(2, terms_lo):
-        row_pow[:, m] = q.mul_(p).sum(1).to(_F64)
-    del q, work
+    _row_powers(p, work, row_pow[:, 1:terms_lo])
+    del work
     var = (mu - row_pow[:, 1]).clamp_min(0)
 
     # the ranks that can beat R*: R(tau) (1 + eps(tau)) >= R*

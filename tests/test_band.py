@@ -328,3 +328,40 @@ def test_low_pixel_series_length_keeps_log_g_within_tolerance():
             x = float(lo[worst] * y[worst])
             tail = float(mu[worst] * y[worst]) * x ** (m_low - 1) / m_low
             assert tail > _exact._SERIES_TOL / 2
+
+
+@pytest.mark.parametrize("density", [0.0, 0.002, 0.05, 0.6, 1.0])
+@pytest.mark.parametrize("shape", [(3, 64), (5, 37), (1, 8), (2, 0)])
+def test_sparse_flatnonzero_equals_numpy(density, shape):
+    """The word-by-word nonzero of band masks against np.flatnonzero: scattered, clustered and dense masks,
+    sizes that are and are not multiples of 8, an empty array."""
+    rng = np.random.default_rng(int(density * 1000) + shape[1])
+    scattered = rng.random(shape) < density
+    clustered = np.zeros(shape, dtype=bool)
+    if shape[1]:
+        clustered[:, : int(shape[1] * density)] = True  # runs, as an upper set of a smooth map gives
+    for mask in (scattered, clustered):
+        assert np.array_equal(_band._sparse_flatnonzero(mask), np.flatnonzero(mask))
+
+
+def test_cache_blocked_row_powers_match_float64_sums(monkeypatch):
+    """Row power sums p^2 .. p^5 taken in cache blocks (blocks of one, of three and of all rows) against
+    float64 sums of powers, and the blocks against each other."""
+    from rankseg import _common
+
+    gen = torch.Generator().manual_seed(11)
+    p = torch.rand(7, 3000, generator=gen) ** 3
+    ref = torch.stack([(p.double() ** m).sum(1) for m in range(2, 6)], 1)
+    results = []
+    for block in (1, 3 * 3000 * 4, 2**30):
+        monkeypatch.setattr(_common, "CACHE_BLOCK", block)
+        monkeypatch.setattr(_common, "_CACHE_MIN_BYTES", 0)
+        blocks = _common.cache_blocks(p)
+        assert blocks[0].start == 0 and blocks[-1].stop == 7
+        assert all(a.stop == b.start for a, b in zip(blocks, blocks[1:]))
+        out = torch.full((7, 4), float("nan"), dtype=F64)
+        _exact._row_powers(p, torch.empty_like(p), out)
+        assert torch.allclose(out, ref, rtol=1e-6, atol=0)
+        results.append(out)
+    assert len(_common.cache_blocks(p)) == 1
+    assert all(torch.equal(results[0], r) for r in results[1:])
