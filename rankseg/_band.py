@@ -615,7 +615,9 @@ def _dinkelbach_numpy(band: Band, ratio: Ratio, v: np.ndarray) -> np.ndarray:
     return cut
 
 
-def superlevel_inside(band: Band, ratio: Ratio, level: torch.Tensor, d: int, side: str = "both") -> torch.Tensor:
+def superlevel_inside(
+    band: Band, ratio: Ratio, level: torch.Tensor, d: int, side: str = "both", pre: torch.Tensor | None = None
+) -> torch.Tensor:
     """Whether every tau with ratio score >= ``level`` lies strictly inside the band's ranks.
 
     g(tau) = num(S_tau, tau) - level * den(S_tau, tau) is concave in tau (S_tau is concave) and g >= 0 exactly
@@ -624,11 +626,13 @@ def superlevel_inside(band: Band, ratio: Ratio, level: torch.Tensor, d: int, sid
 
     Args:
         side: "top" (ranks above the band, tau < n_hi), "bottom" (tau > n_hi + count) or "both".
+        pre: ``band.prefix()`` if the caller has it.
 
     Shape:
         level: (r,) float64.  output: (r,) bool.
     """
-    pre = band.prefix()
+    if pre is None:
+        pre = band.prefix()
     n_lo = band.n_hi + band.count
     out = torch.ones_like(band.count, dtype=torch.bool)
     if side in ("top", "both"):
@@ -653,11 +657,16 @@ def mask_at_rank(band: Band, tau: torch.Tensor) -> torch.Tensor:
     width = band.vals.shape[1]
     kth = band.vals.gather(1, (j - 1).clamp(0, width - 1).unsqueeze(1)).squeeze(1)
     kth = torch.where(j > 0, kth, band.hi)  # j = 0: only the pixels above the band
+    # Common case: no row has more pixels equal to its tau-th value than it can take, so {p >= kth} (none of
+    # the band for j = 0) holds exactly tau pixels.
+    kth_px = band.per_pixel(torch.where(j > 0, kth, torch.full_like(kth, torch.inf)))
+    ge = band.fvals >= kth_px
+    counts = torch.cat([torch.zeros_like(j[:1]), ge.to(torch.int64).cumsum(0)])
+    if bool(((counts[band.starts[1:]] - counts[band.starts[:-1]]) == j).all()):
+        return clear(band, ge)
     kth_px = band.per_pixel(kth)
     gt = band.fvals > kth_px
     tied = (band.fvals == kth_px) & band.per_pixel(j > 0)
-    if not bool(tied.any()):
-        return clear(band, gt)
     # rank of each tied pixel among its row's tied pixels, in pixel order; keep the first `room`
     csum = tied.to(torch.int64).cumsum(0)
     before = torch.cat([torch.zeros_like(csum[:1]), csum])[band.starts[:-1]]

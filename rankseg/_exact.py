@@ -743,7 +743,7 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     )
     ok &= torch.isfinite(best) & (best >= r_star * (1 - SCORE_SLACK))
     level = best * (1 - SCORE_SLACK)
-    ok &= superlevel_inside(band, ratio, level / (1 + eps_right), d, side="bottom")
+    ok &= superlevel_inside(band, ratio, level / (1 + eps_right), d, side="bottom", pre=total)
     top_n, top_s = band.n_hi.to(_F64), total[:, 0]
     top_ok = (ratio.gap(level / (1 + eps_left), top_s, top_n) < 0) | (top_n == 0)
     if not bool((top_ok | ~ok).all()):
