@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE=1
 export WANDB_MODE=disabled
 export PYTHONUNBUFFERED=1
 
-.PHONY: setup test test-slow test-gpu demo bench tables-synthetic simulations lint clean
+.PHONY: setup test test-slow test-gpu demo bench bench-train tables-synthetic simulations parity lint clean
 
 setup: $(STAMP)
 
@@ -37,12 +37,21 @@ demo: setup
 bench: setup
 	$(PY) scripts/bench_solvers.py
 
+bench-train: setup
+	$(PY) scripts/bench_train.py --device cpu --out results/train_cost_cpu.md
+
 tables-synthetic: setup
-	$(PY) scripts/make_synthetic_table.py
+	$(PY) scripts/make_synthetic_table.py --out results/synthetic_table
 
 simulations: setup
 	$(PY) scripts/simulations.py example1 --out results/simulations
 	$(PY) scripts/simulations.py example2 --out results/simulations
+
+# The PyPI release 0.0.8 next to ours (results/official_parity.md); it is installed into the git-ignored .whl/.
+OFFICIAL ?= .whl/official
+parity: setup
+	test -d $(OFFICIAL)/rankseg || $(PY) -m pip install -q --no-deps --target $(OFFICIAL) rankseg==0.0.8
+	$(PY) scripts/compare_official.py --official $(OFFICIAL) --out results/official_parity.md
 
 lint: setup
 	$(PY) -m ruff check .

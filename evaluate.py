@@ -1,9 +1,13 @@
-"""Evaluate a trained checkpoint with several prediction rules in one pass (paper §2); all logic lives in
+"""Evaluate a trained run with several prediction rules in one pass (paper §2); all logic lives in
 :func:`rankseg.engine.evaluate.run_evaluation`.
 
     python evaluate.py                                          # synthetic, threshold/argmax/rankdice
     python evaluate.py dataset=cityscapes model=pspnet loss=focal predict=[threshold,argmax,rankdice,rma]
-    python evaluate.py loss=soft_dice force_rankdice=true reference_ignore=true ckpt_path=path/to/last.pt
+    python evaluate.py -m seed=0,1,2                            # the runs of train.py -m seed=0,1,2
+    python evaluate.py loss=soft_dice force_rankdice=true reference_ignore=true ckpt_path=path/to/run
+
+The run is the one the same overrides trained (or ckpt_path=); results go to
+results/runs/{dataset}/{model}/{loss}/{run}/metrics.json. Exit status 2: a setup problem (one message).
 """
 
 import sys
@@ -20,7 +24,7 @@ def main(cfg: DictConfig) -> dict:
     try:
         return run_evaluation(cfg)
     except user_errors() as err:
-        # Setup problems (missing checkpoint/data, class-count mismatch) get one message and exit code 2.
+        # Setup problems (bad config values, missing or unfit checkpoint/data) get one message and exit code 2.
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -7,6 +7,16 @@ Conventions, defined here and nowhere else:
 * **Ignore index** (:data:`IGNORE_INDEX`, 255): pixels whose ground truth equals it are excluded from every
   count. With ``reference_ignore=True`` they are *not* excluded and count as background for every class, which
   is what the reference code (``PS/utils/metrics.py``) does; use it only to compare with the published tables.
+* **Void predictions**: label-map values outside ``[0, C)`` (e.g. the ``-1`` of the solver's
+  ``unassigned_policy="void"``) mean "no class". On a pixel of class k a void prediction is a miss of k (a false
+  negative) and nobody's false positive; on an ignore pixel it counts nothing, with ``reference_ignore`` too.
+  Values are never clamped into a class.
+* **Validation** (:func:`confusion_stats`, at the cost of one device-to-host synchronisation per call): the
+  ground truth must be an integer tensor whose values are classes ``0..C-1`` or the ignore index (also with
+  ``reference_ignore``), else ValueError naming the values and the images that hold them; a label-map
+  prediction must have an integer dtype (not bool, not float) and per-class masks must be bool or integer
+  0/1, else TypeError (float, bool label map) or ValueError (other integers). Each image's counts depend on
+  its own pixels only, whatever the inputs.
 * **Empty-class rule** (:func:`scores_from_stats`): a class that is empty in both prediction and ground truth
   of an image (``tp + fp + fn == 0``) scores NaN and is left out of every nanmean. It is neither 1 nor 0.
   The reference adds 1e-5 to the denominators; we do not, which changes scores by less than 1e-5 per image.
@@ -22,6 +32,7 @@ Aggregation (:func:`aggregate`) reports two conventions side by side:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -39,6 +50,25 @@ __all__ = [
 IGNORE_INDEX = 255
 
 
+def _is_integer(dtype: torch.dtype) -> bool:
+    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _describe(values: Tensor, bad: Tensor, limit: int = 5) -> str:
+    """``"values [..] in image(s) [..]"`` for the flagged pixels; ``bad`` is (B, N) bool, ``values`` matches it."""
+
+    def few(x: Tensor) -> str:
+        items = [str(v) for v in x[:limit].tolist()]
+        return "[" + ", ".join(items + ["..."] * (x.numel() > limit)) + "]"
+
+    images = bad.any(1).nonzero().flatten()
+    return f"values {few(torch.unique(values[bad]))} in image(s) {few(images)} of the batch"
+
+
 def confusion_stats(
     pred: Tensor,
     target: Tensor,
@@ -48,17 +78,28 @@ def confusion_stats(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Count true positives, false positives and false negatives per image and class.
 
+    Inputs are validated (see the module docstring); the checks cost one device-to-host synchronisation.
+    Each image's counts depend on that image's pixels only.
+
     Args:
-        pred: a label map (integer, shape (B, *S)) or per-class masks (bool or {0,1} integer, shape
-            (B, C, *S)); masks may overlap or leave pixels without a class (threshold and one-vs-rest rules).
-        target: ground-truth label map; values in [0, num_classes) or ``ignore_index``.
+        pred: a label map (integer dtype, shape (B, *S)) or per-class masks (bool, or integer with values 0
+            and 1 only, shape (B, C, *S)); masks may overlap or leave pixels without a class (threshold and
+            one-vs-rest rules). Label-map values outside [0, num_classes) are void ("no class"): on a pixel of
+            class k a miss of k (a false negative), a false positive of no class.
+        target: ground-truth label map, integer dtype; values in [0, num_classes) or ``ignore_index``.
         num_classes: C.
         ignore_index: ground-truth value that marks unlabelled pixels.
         reference_ignore: if True, do not mask ignored pixels: they are background for every class, so any
-            prediction there is a false positive (the reference implementation's behaviour).
+            class prediction there is a false positive (the reference implementation's behaviour); a void
+            prediction there counts nothing.
 
     Returns:
         ``(tp, fp, fn)``, int64 tensors on ``target``'s device.
+
+    Raises:
+        ValueError: shapes do not match; ``target`` holds a value that is neither a class nor
+            ``ignore_index``; integer masks hold a value other than 0 and 1.
+        TypeError: ``target`` or a label-map ``pred`` is not of an integer dtype; masks are float.
 
     Shape:
         - pred: (B, *S) or (B, C, *S)
@@ -67,15 +108,53 @@ def confusion_stats(
     """
     batch = target.shape[0]
     is_masks = pred.dim() == target.dim() + 1
-    target = target.reshape(batch, -1).long()
+    expected = (batch, num_classes, *target.shape[1:]) if is_masks else tuple(target.shape)
+    if tuple(pred.shape) != expected:
+        what = f"masks (B, C={num_classes}, *S)" if is_masks else "a label map (B, *S)"
+        raise ValueError(
+            f"pred must be a label map (B, *S) or masks (B, C, *S) matching target {tuple(target.shape)}; "
+            f"as {what} it must have shape {expected}, got {tuple(pred.shape)}"
+        )
+    if not _is_integer(target.dtype):
+        raise TypeError(
+            f"target must be an integer label map; got {_dtype_name(target.dtype)} — convert it with .long()"
+        )
+    if is_masks and pred.dtype != torch.bool and not _is_integer(pred.dtype):
+        raise TypeError(
+            f"masks must be bool or integer 0/1; got {_dtype_name(pred.dtype)} — threshold the probabilities "
+            "first, e.g. probs > 0.5, or use a prediction rule"
+        )
+    if not is_masks and not _is_integer(pred.dtype):
+        raise TypeError(
+            f"a label-map pred (B, *S) must have an integer dtype; got {_dtype_name(pred.dtype)} — take the "
+            "argmax of the probabilities (probs.argmax(1)), or pass per-class masks with shape (B, C, *S)"
+        )
+
+    pixels = math.prod(target.shape[1:])
+    target = target.reshape(batch, pixels).long()
+    in_range = (target >= 0) & (target < num_classes)
+    bad_target = ~in_range & (target != ignore_index)
+    bad_masks = None
+    if is_masks and pred.dtype != torch.bool:
+        bad_masks = (pred < 0) | (pred > 1)
+    # One host synchronisation for every check.
+    flags = torch.stack([bad_target.any()] + ([] if bad_masks is None else [bad_masks.any()])).tolist()
+    if flags[0]:
+        raise ValueError(
+            f"target holds {_describe(target, bad_target)} that are neither a class in [0, {num_classes}) nor "
+            f"ignore_index={ignore_index}; map them to the ignore index, or fix num_classes"
+        )
+    if bad_masks is not None and flags[1]:
+        flat_masks, flat_bad = pred.reshape(batch, -1), bad_masks.reshape(batch, -1)
+        raise ValueError(
+            f"masks must be bool or integer 0/1; got {_describe(flat_masks, flat_bad)} — threshold them "
+            "(e.g. masks > 0) or fix the rule that produced them"
+        )
+
     valid = torch.ones_like(target, dtype=torch.bool) if reference_ignore else target != ignore_index
     if is_masks:
-        if pred.shape[:2] != (batch, num_classes) or pred[0, 0].numel() != target.shape[1]:
-            raise ValueError(
-                f"masks must have shape (B={batch}, C={num_classes}, *S); got {tuple(pred.shape)}"
-            )
-        masks = pred.reshape(batch, num_classes, -1).bool()
-        # (B, C, N) one-hot of the ground truth; ignore pixels (255) match no class.
+        masks = pred.reshape(batch, num_classes, pixels).bool()
+        # (B, C, N) one-hot of the ground truth; ignore pixels match no class.
         classes = torch.arange(num_classes, device=target.device).view(1, -1, 1)
         truth = target.unsqueeze(1) == classes
         masks = masks & valid.unsqueeze(1)
@@ -84,22 +163,19 @@ def confusion_stats(
         fn = (~masks & truth & valid.unsqueeze(1)).sum(-1)
         return tp, fp, fn
 
-    labels = pred.reshape(batch, -1).long()
-    if labels.shape != target.shape:
-        raise ValueError(
-            f"pred must be a label map (B,*S) or masks (B,C,*S) matching target {tuple(target.shape)}; "
-            f"got {tuple(pred.shape)}"
-        )
+    labels = pred.reshape(batch, pixels).long()
     # One bincount over (image, true class, predicted class) gives every per-image confusion matrix at once.
-    # Ignore pixels get an extra "class" C so they can be dropped afterwards without boolean indexing.
+    # Index C is "no class": the truth of ignore pixels, the prediction of void pixels, and both on pixels
+    # that do not count. Every index is in [0, C], so image b's entries stay in its own block of size**2.
     size = num_classes + 1
-    true_idx = torch.where(valid & (target < num_classes), target, num_classes)
-    pred_idx = torch.where(valid, labels.clamp(0, num_classes), num_classes)
+    true_idx = torch.where(valid & in_range, target, num_classes)
+    pred_idx = torch.where(valid & (labels >= 0) & (labels < num_classes), labels, num_classes)
     offsets = torch.arange(batch, device=target.device).view(-1, 1) * size * size
     flat = (offsets + true_idx * size + pred_idx).reshape(-1)
     conf = torch.bincount(flat, minlength=batch * size * size).view(batch, size, size)
     tp = conf.diagonal(dim1=1, dim2=2)[:, :num_classes]
-    # Predictions on pixels whose truth is "none of the classes" (reference_ignore) are false positives.
+    # Class predictions on pixels whose truth is "no class" (reference_ignore) are false positives; void
+    # predictions (column C) on a class pixel are false negatives of that class and nobody's false positive.
     fp = conf[:, :, :num_classes].sum(1) - tp
     fn = conf[:, :num_classes, :].sum(2) - tp
     return tp, fp, fn

@@ -17,15 +17,12 @@ Rules: ``configs/predict`` threshold, argmax, rankdice (BA, multilabel), rma (RM
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from rankseg.experiments.machine import describe_machine, median_seconds
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RULES = ["threshold", "argmax", "rankdice", "rma", "exact"]
@@ -37,36 +34,12 @@ SETUPS = {
 SMALL = (2, 256)
 
 
-def machine(device: torch.device) -> str:
-    """CPU model and core count, plus the GPU name on CUDA."""
-    from rankseg.experiments.machine import cpu_model
-
-    text = f"{cpu_model()}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads"
-    if device.type == "cuda":
-        text = f"{torch.cuda.get_device_name(device)}; host {text}"
-    return f"{text}; torch {torch.__version__}, {platform.system()} {platform.release()}"
-
-
 def smooth_probs(shape: tuple[int, ...], device: torch.device, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     b, c, h, w = shape
     coarse = torch.randn(b, c, max(h // 16, 1), max(w // 16, 1), generator=gen)
     logits = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False) * 4
     return logits.softmax(1).to(device)
-
-
-def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    def once() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    once()  # warm-up: lazy initialisation, cuDNN autotuning, allocator
-    return statistics.median(once() for _ in range(repeats))
 
 
 def bench_setup(
@@ -102,7 +75,7 @@ def render(results: dict[str, dict[str, float]], device: torch.device, small: bo
     lines = [
         "# Evaluation cost: forward pass vs. prediction rules",
         "",
-        f"Machine: {machine(device)}. Device: {device}. Median of {repeats} runs after one warm-up.",
+        f"Machine: {describe_machine(device)}. Device: {device}. Median of {repeats} runs after one warm-up.",
         f"Command: `python scripts/bench_evaluate.py --device {device.type}{' --small' if small else ''}"
         f" --repeats {repeats}`.",
     ]

@@ -5,7 +5,7 @@ print the per-class Dice/IoU table.
     python scripts/demo.py                      # ~3-4 minutes on 2 CPU cores
     python scripts/demo.py --minutes 5 --encoder resnet18
 
-Everything goes under outputs/demo/ (data stays in data/synthetic); nothing is downloaded.
+Everything goes under outputs/demo/ (data stays in data/synthetic/); nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO_ROOT))  # so the demo also runs from a plain checkout
     from hydra import compose, initialize_config_dir
 
+    from rankseg.engine import user_errors
     from rankseg.engine.evaluate import run_evaluation
     from rankseg.engine.train import run_training
 
@@ -42,23 +43,29 @@ def main(argv: list[str] | None = None) -> int:
         "loss=ce",
         f"model.encoder_name={args.encoder}",
         "model.decoder_channels=64",  # the 256-channel decoder would dominate the CPU time at 64x64
+        # Trained from scratch (no ImageNet weights offline), so the encoder gets the full learning rate.
+        # 16 epochs = 400 iterations; max_minutes usually stops it first. These keys define the run, so
+        # evaluation names them too (it finds the run trained with the same config).
+        "optimizer.lr=0.02",
+        "optimizer.backbone_lr_mult=1.0",
+        "dataset.epochs=16",
         f"paths.checkpoint_dir={out / 'checkpoints'}",
         f"paths.results_dir={out / 'results'}",
         f"paths.output_dir={out}",
     ]
     start = time.monotonic()
     with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
-        # Trained from scratch (no ImageNet weights offline), so the encoder gets the full learning rate.
-        # 16 epochs = 400 iterations; max_minutes usually stops it first.
-        schedule = ["optimizer.lr=0.02", "optimizer.backbone_lr_mult=1.0", "dataset.epochs=16"]
-        schedule.append(f"max_minutes={args.minutes}")
-        train_cfg = compose("train", [*common, *schedule, "logger=none", "resume=false"])
+        train_cfg = compose("train", [*common, f"max_minutes={args.minutes}", "logger=none", "resume=false"])
         eval_cfg = compose("evaluate", [*common, "predict=[threshold,argmax,rankdice]"])
-    print(f"== training {args.encoder} DeepLabV3+ on synthetic data for up to {args.minutes:g} min")
-    summary = run_training(train_cfg)
-    print(f"   {summary['iteration']} iterations ({summary['stopped']}), mean loss {summary['loss']:.4f}")
-    print("== evaluating threshold / argmax / rankdice on the val split (one forward pass)")
-    run_evaluation(eval_cfg)
+    try:
+        print(f"== training {args.encoder} DeepLabV3+ on synthetic data for up to {args.minutes:g} min")
+        summary = run_training(train_cfg)
+        print(f"   {summary['iteration']} iterations ({summary['stopped']}), mean loss {summary['loss']:.4f}")
+        print("== evaluating threshold / argmax / rankdice on the val split (one forward pass)")
+        run_evaluation(eval_cfg)
+    except user_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"== demo done in {(time.monotonic() - start) / 60:.1f} min")
     return 0
 

@@ -1,6 +1,6 @@
-"""Train and evaluate every model x loss of the paper's tables on the synthetic dataset, then render the table
-(what `make tables-synthetic` runs).
+"""Train and evaluate every model x loss of the paper's tables on the synthetic dataset, then render the table.
 
+    make tables-synthetic                                               # the shipped results/synthetic_table/
     python scripts/make_synthetic_table.py                              # full grid, 1 min per cell (~25 min, 2 cores)
     python scripts/make_synthetic_table.py --minutes-per-cell 3 --models pspnet --losses ce focal
     python scripts/make_synthetic_table.py --force                      # redo cells that already have results
@@ -11,10 +11,12 @@ from scratch with :func:`rankseg.engine.train.run_training` (capped at ``--minut
 :func:`rankseg.engine.evaluate.run_evaluation` scores threshold, argmax and rankdice (strictly proper losses
 only) in one forward pass. A cell whose ``metrics.json`` already holds all of its rules is skipped.
 
-Outputs, all small: ``OUT/runs/synthetic/{model}/{loss}/metrics.json`` (+ ``class_scores.csv``),
+Outputs, all small: ``OUT/runs/synthetic/{model}/{loss}/{run}/metrics.json`` (+ ``class_scores.csv``),
 ``OUT/tables/synthetic.{md,csv}`` (rendered by ``rankseg.experiments.tables``) and
 ``OUT/tables/synthetic_timings.csv`` (machine, budget, iterations, train/eval seconds per cell).
-Checkpoints go to ``--checkpoint-dir`` (git-ignored ``checkpoints/`` by default).
+Checkpoints go to ``--checkpoint-dir`` (git-ignored ``checkpoints/`` by default). ``OUT`` defaults to
+``results/`` (its ``runs/`` and ``tables/`` are git-ignored); only ``make tables-synthetic`` writes the shipped
+copy under ``results/synthetic_table/``.
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))  # also runs from a plain checkout
     from hydra import compose, initialize_config_dir
 
-    from rankseg.engine.evaluate import CLASS_CSV, METRICS_FILE, run_evaluation
+    from rankseg.engine.evaluate import METRICS_FILE, run_evaluation
+    from rankseg.engine.runs import run_identity, run_key
     from rankseg.engine.train import run_training
     from rankseg.experiments.tables import write_tables
 
@@ -190,13 +193,12 @@ def main(argv: list[str] | None = None) -> int:
                 ds = eval_cfg.dataset
                 size = f"{ds.image_size}x{ds.image_size}"
                 data = f"generated shapes, {size}, {ds.num_train} train / {ds.num_val} val images"
-                results_dir = Path(eval_cfg.results_dir)
+                results_dir = Path(eval_cfg.paths.results_dir) / "runs" / run_key(run_identity(eval_cfg))
                 rules = expected_rules(eval_cfg)
                 if not args.force and cell_done(results_dir / METRICS_FILE, rules):
                     print(f"== {model}/{loss}: {results_dir / METRICS_FILE} has {sorted(rules)}; skipped")
                     continue
-                for stale in (METRICS_FILE, CLASS_CSV):  # evaluation merges into these; start clean
-                    (results_dir / stale).unlink(missing_ok=True)
+                # Retraining replaces the network: evaluation then drops the old network's records itself.
                 print(f"== {model}/{loss}: training for up to {train_cfg.max_minutes} min", flush=True)
                 t0 = time.monotonic()
                 summary = run_training(train_cfg)

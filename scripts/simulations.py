@@ -1,7 +1,7 @@
 """Simulations of RankSEG (JMLR 2023): Example 1 (fixed maps), Example 2 (random maps), cut-off heatmap.
 
-    python scripts/simulations.py example1 --out results/simulations
-    python scripts/simulations.py example2 --out results/simulations
+    make simulations                                     # both, into the shipped results/simulations/
+    python scripts/simulations.py example1               # into outputs/simulations/ (git-ignored)
     python scripts/simulations.py example2 --out /tmp/sim --n-images 200      # a reduced run
 
 example1 writes example1.csv (base, width, rule, tau, expected_dice, mc_dice, mc_se); example2 writes
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--out", type=Path, default=ROOT / "results" / "simulations")
+    common.add_argument("--out", type=Path, default=ROOT / "outputs" / "simulations")
     common.add_argument("--seed", type=int, default=0)
     common.add_argument(
         "--device", default="cpu", help="where the solvers run; the random draws are on the CPU"

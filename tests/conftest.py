@@ -29,6 +29,15 @@ def compose_config(config_name: str, overrides: Sequence[str] = ()):
         return compose(config_name=config_name, overrides=list(overrides))
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Some code under test sets torch's thread count (scripts/simulations.py: 1); later tests, e.g. the bitwise
+    resume tests that compare an in-process run with a subprocess, need the suite's 2 threads back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def compose() -> Callable:
     """The :func:`compose_config` helper as a fixture."""

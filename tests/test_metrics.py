@@ -150,3 +150,202 @@ def test_accumulator_matches_aggregate():
     out = acc.compute()
     assert out["dataset_dice"] == aggregate(tp, fp, fn, classes_of_interest=[1, 2])["dataset_dice"]
     assert out["mdice"] == pytest.approx(((2 / 3 + 0) / 2 + 1) / 2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Strict inputs: void predictions, validated ground truth and masks, images that cannot touch each other's counts.
+
+
+def oracle_counts(
+    pred: list, target: list, num_classes: int, ignore_index: int, reference_ignore: bool
+) -> tuple[list, list, list]:
+    """tp, fp, fn per image and class by plain per-pixel loops over nested lists.
+
+    ``target[b][i]`` is a ground-truth value; ``pred[b][i]`` a label-map value (anything outside
+    ``range(num_classes)`` is void) or ``pred[b][k][i]`` a per-class mask value (nonzero = predicted).
+    """
+    tp = [[0] * num_classes for _ in target]
+    fp = [[0] * num_classes for _ in target]
+    fn = [[0] * num_classes for _ in target]
+    is_masks = isinstance(pred[0][0], list)
+    for b, pixels in enumerate(target):
+        for i, t in enumerate(pixels):
+            if t == ignore_index and not reference_ignore:
+                continue
+            for k in range(num_classes):
+                predicted = pred[b][k][i] != 0 if is_masks else pred[b][i] == k
+                actual = t == k  # an ignore pixel (reference_ignore) is background for every class
+                tp[b][k] += predicted and actual
+                fp[b][k] += predicted and not actual
+                fn[b][k] += actual and not predicted
+    return tp, fp, fn
+
+
+def random_case(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
+    """A small batch: (label map with void values, per-class masks, target with ignore pixels, C, ignore)."""
+
+    def draw(pool: list[int], shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.tensor(pool)[torch.randint(0, len(pool), shape, generator=gen)]
+
+    batch = int(torch.randint(1, 5, (), generator=gen))
+    num_classes = int(torch.randint(1, 6, (), generator=gen))
+    shape = (batch, int(torch.randint(1, 4, (), generator=gen)), int(torch.randint(1, 5, (), generator=gen)))
+    ignore_index = [IGNORE_INDEX, -1, num_classes + 2][int(torch.randint(0, 3, (), generator=gen))]
+    classes = list(range(num_classes))
+    target = draw(classes * 3 + [ignore_index], shape)
+    void = [-1, -5, num_classes, num_classes + 1, IGNORE_INDEX, 10**6]
+    labels = draw(classes * 2 + void, shape)
+    masks = torch.randint(0, 2, (batch, num_classes, *shape[1:]), generator=gen)
+    return labels, masks, target, num_classes, ignore_index
+
+
+def test_counts_match_per_pixel_oracle():
+    gen = torch.Generator().manual_seed(1234)
+    seen_void = 0
+    for trial in range(300):
+        labels, masks, target, num_classes, ignore_index = random_case(gen)
+        seen_void += int(((labels < 0) | (labels >= num_classes)).sum())
+        target_list = target.flatten(1).tolist()
+        labels_list = labels.flatten(1).tolist()
+        masks_list = masks.flatten(2).tolist()
+        label_dtype = (torch.int64, torch.int32, torch.int16)[trial % 3]
+        mask_dtype = (torch.bool, torch.uint8, torch.int64)[trial % 3]
+        if ignore_index == IGNORE_INDEX and trial % 2:
+            target = target.to(torch.uint8)
+        for reference_ignore in (False, True):
+            expected = oracle_counts(labels_list, target_list, num_classes, ignore_index, reference_ignore)
+            got = confusion_stats(labels.to(label_dtype), target, num_classes, ignore_index, reference_ignore)
+            assert [x.tolist() for x in got] == list(expected), (trial, reference_ignore, "label map")
+            expected = oracle_counts(masks_list, target_list, num_classes, ignore_index, reference_ignore)
+            got = confusion_stats(masks.to(mask_dtype), target, num_classes, ignore_index, reference_ignore)
+            assert [x.tolist() for x in got] == list(expected), (trial, reference_ignore, "masks")
+            assert all(x.dtype == torch.int64 and x.shape == (labels.shape[0], num_classes) for x in got)
+    assert seen_void > 100
+
+
+def test_void_predictions_are_misses_not_class_zero():
+    target = torch.tensor([[0, 0, 1, 1, IGNORE_INDEX, IGNORE_INDEX]])
+    pred = torch.tensor([[0, -1, 1, 7, -1, 1]])
+    tp, fp, fn = confusion_stats(pred, target, 2)
+    assert tp.tolist() == [[1, 1]] and fp.tolist() == [[0, 0]] and fn.tolist() == [[1, 1]]
+    # reference_ignore: the class prediction on an ignore pixel is a false positive, the void one counts nothing
+    tp, fp, fn = confusion_stats(pred, target, 2, reference_ignore=True)
+    assert tp.tolist() == [[1, 1]] and fp.tolist() == [[0, 1]] and fn.tolist() == [[1, 1]]
+    # an all-void prediction of an image without class 1 leaves class 1 empty (NaN), class 0 missed (0)
+    dice, _ = per_image_scores(torch.full((1, 3), -1), torch.tensor([[0, 0, IGNORE_INDEX]]), 2)
+    assert_scores(dice, [[0.0, NAN]])
+
+
+def test_bad_ground_truth_raises_naming_values_and_images():
+    pred = torch.zeros(3, 2, 3, dtype=torch.long)
+    target = torch.zeros(3, 2, 3, dtype=torch.long)
+    target[0, 0, 0] = -1
+    target[0, 1, 2] = 9
+    target[2, 1, 1] = 5
+    for reference_ignore in (False, True):
+        with pytest.raises(ValueError, match=r"values \[-1, 5, 9\] in image\(s\) \[0, 2\]") as info:
+            confusion_stats(pred, target, 5, reference_ignore=reference_ignore)
+        assert "ignore index" in str(info.value) and "num_classes" in str(info.value)
+        masks = torch.zeros(3, 5, 2, 3, dtype=torch.bool)
+        with pytest.raises(ValueError, match=r"\[-1, 5, 9\]"):
+            confusion_stats(masks, target, 5, reference_ignore=reference_ignore)
+    # a single bad value in image 0 of an otherwise valid batch
+    target = torch.tensor([[0, 7], [1, IGNORE_INDEX]])
+    with pytest.raises(ValueError, match=r"values \[7\] in image\(s\) \[0\]"):
+        confusion_stats(torch.tensor([[0, 1], [1, 0]]), target, 5)
+    # the ignore index itself is accepted, whatever it is
+    confusion_stats(torch.tensor([[0, 1]]), torch.tensor([[0, -1]]), 2, ignore_index=-1)
+
+
+def test_each_image_counts_only_its_own_pixels():
+    gen = torch.Generator().manual_seed(7)
+    target1 = torch.tensor([[0, 1, 2, IGNORE_INDEX, 1, 0]])
+    pred1 = torch.tensor([[0, 1, 1, 2, -1, 3]])
+    for reference_ignore in (False, True):
+        alone = confusion_stats(pred1, target1, 3, reference_ignore=reference_ignore)
+        for _ in range(20):
+            target0 = torch.tensor([0, 1, 2, IGNORE_INDEX])[torch.randint(0, 4, (1, 6), generator=gen)]
+            pred0 = torch.randint(-3, 300, (1, 6), generator=gen)
+            both = confusion_stats(
+                torch.cat([pred0, pred1]), torch.cat([target0, target1]), 3, reference_ignore=reference_ignore
+            )
+            for x, y in zip(both, alone, strict=True):
+                assert torch.equal(x[1:], y)
+    # a negative ground-truth value in image 1 used to add its pixel to image 0's confusion matrix
+    with pytest.raises(ValueError, match=r"values \[-1\] in image\(s\) \[1\]"):
+        confusion_stats(torch.tensor([[0, 0], [2, 0]]), torch.tensor([[0, 0], [-1, 0]]), 3)
+
+
+def test_float_masks_raise_type_error():
+    target = torch.tensor([[0, 1, 1]])
+    probs = torch.tensor([[[0.9, 0.2, 0.4], [0.1, 0.8, 0.6]]])
+    for dtype in (torch.float32, torch.float16, torch.float64):
+        with pytest.raises(TypeError, match="masks must be bool or integer 0/1") as info:
+            confusion_stats(probs.to(dtype), target, 2)
+        assert str(dtype).removeprefix("torch.") in str(info.value) and "probs > 0.5" in str(info.value)
+    with pytest.raises(TypeError, match="float32"):
+        per_image_scores(probs, target, 2)
+
+
+def test_integer_masks_must_be_zero_one():
+    target = torch.tensor([[0, 1, 1], [1, 0, IGNORE_INDEX]])
+    masks = torch.tensor([[[1, 0, 0], [0, 1, 1]], [[0, 1, 1], [1, 0, 0]]])
+    for dtype in (torch.uint8, torch.int32, torch.int64):
+        for ref in (False, True):
+            as_bool = confusion_stats(masks.bool(), target, 2, reference_ignore=ref)
+            as_int = confusion_stats(masks.to(dtype), target, 2, reference_ignore=ref)
+            assert all(torch.equal(x, y) for x, y in zip(as_int, as_bool, strict=True))
+    bad = masks.clone()
+    bad[1, 0, 2] = 2
+    bad[1, 1, 0] = 3
+    for dtype in (torch.uint8, torch.int64):
+        with pytest.raises(ValueError, match=r"values \[2, 3\] in image\(s\) \[1\]"):
+            confusion_stats(bad.to(dtype), target, 2)
+    bad = masks.clone()
+    bad[0, 0, 0] = -1
+    with pytest.raises(ValueError, match=r"\[-1\]"):
+        confusion_stats(bad, target, 2)
+
+
+def test_label_maps_and_targets_must_be_integer():
+    target = torch.tensor([[0, 1, 1]])
+    with pytest.raises(TypeError, match="float32") as info:
+        confusion_stats(torch.tensor([[0.0, 1.0, 1.0]]), target, 2)
+    assert "argmax" in str(info.value)
+    with pytest.raises(TypeError, match="bool"):
+        confusion_stats(torch.tensor([[True, False, True]]), target, 2)
+    with pytest.raises(TypeError, match="float32"):
+        confusion_stats(torch.tensor([[0, 1, 1]]), target.float(), 2)
+    with pytest.raises(TypeError, match="bool"):
+        confusion_stats(torch.ones(1, 2, 3, dtype=torch.bool), target.bool(), 2)
+
+
+def test_accumulator_propagates_validation_errors():
+    acc = MetricAccumulator(3)
+    target = torch.tensor([[0, 1, 2, IGNORE_INDEX]])
+    with pytest.raises(ValueError, match=r"values \[3\]"):
+        acc.update(torch.tensor([[0, 1, 2, 0]]), torch.tensor([[0, 1, 3, 0]]))
+    with pytest.raises(TypeError, match="probs > 0.5"):
+        acc.update(torch.rand(1, 3, 4), target)
+    with pytest.raises(ValueError, match=r"values \[2\]"):
+        acc.update(torch.full((1, 3, 4), 2), target)
+    with pytest.raises(TypeError, match="float32"):
+        acc.update(torch.zeros(1, 4), target)
+    assert acc.counts()[0].shape == (0, 3)
+    tp, fp, fn = acc.update(torch.tensor([[0, 1, -1, 5]]), target)
+    assert tp.tolist() == [[1, 1, 0]] and fp.tolist() == [[0, 0, 0]] and fn.tolist() == [[0, 0, 1]]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    gen = torch.Generator().manual_seed(99)
+    for _ in range(50):
+        labels, masks, target, num_classes, ignore_index = random_case(gen)
+        for pred in (labels, masks.bool()):
+            for ref in (False, True):
+                cpu = confusion_stats(pred, target, num_classes, ignore_index, ref)
+                gpu = confusion_stats(pred.cuda(), target.cuda(), num_classes, ignore_index, ref)
+                assert all(g.is_cuda and torch.equal(g.cpu(), c) for g, c in zip(gpu, cpu, strict=True))
+    bad = torch.tensor([[0, -1]], device="cuda")
+    with pytest.raises(ValueError, match=r"\[-1\]"):
+        confusion_stats(torch.zeros_like(bad), bad, 2)

@@ -56,6 +56,7 @@ class CityscapesSegmentation(SegmentationDataset):
         "ROOT/gtFine/{split}/<city>/*_gtFine_labelIds.png (the same cities in both trees)"
     )
     SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+    REMOVE_SAMPLE: ClassVar[str] = "delete the image and its label (the split is the directory listing)"
 
     _LUT: ClassVar[np.ndarray] = cityscapes_label_lut()
 

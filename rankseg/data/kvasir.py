@@ -87,6 +87,7 @@ class KvasirSegmentation(SegmentationDataset):
         "ROOT/images/<name>.jpg and ROOT/masks/<name>.jpg (the extracted Kvasir-SEG archive; "
         "ROOT/splits/{train,val}.txt is written on first use)"
     )
+    REMOVE_SAMPLE: ClassVar[str] = "remove its name from {root}/splits/{split}.txt"
 
     def __init__(
         self,
@@ -112,9 +113,7 @@ class KvasirSegmentation(SegmentationDataset):
             raise self.layout_error(mask_dir, "no *.jpg masks")
         if images.keys() != masks.keys():
             missing = sorted(images.keys() ^ masks.keys())
-            raise self.layout_error(
-                mask_dir, f"images and masks differ in {len(missing)} names, e.g. {missing[:3]}"
-            )
+            raise self.layout_error(mask_dir, f"images and masks differ in {len(missing)} names, e.g. {missing[:3]}")
         names = self._split_names(sorted(images))
         for name in names:
             if name not in images:
@@ -132,9 +131,7 @@ class KvasirSegmentation(SegmentationDataset):
                 _write_split_dir(split_dir, {"train": train, "val": val})
             except OSError as e:
                 # A read-only dataset mount: the split is deterministic, so use it from memory.
-                log.warning(
-                    "could not write the Kvasir-SEG split to %s (%s); using it from memory", split_dir, e
-                )
+                log.warning("could not write the Kvasir-SEG split to %s (%s); using it from memory", split_dir, e)
                 return train if self.split == "train" else val
         list_file = split_dir / f"{self.split}.txt"
         if not list_file.is_file():

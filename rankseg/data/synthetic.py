@@ -64,9 +64,7 @@ def synthetic_sample(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarr
 
     # Background: grey-ish colour with smooth low-frequency variation.
     bg_colour = rng.uniform(0.35, 0.6, 3).astype(np.float32)
-    smooth = cv2.resize(
-        rng.normal(0.0, 1.0, (4, 4, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC
-    )
+    smooth = cv2.resize(rng.normal(0.0, 1.0, (4, 4, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
     image = bg_colour + 0.07 * smooth
     label = np.zeros((size, size), np.uint8)
 
@@ -240,6 +238,7 @@ class SyntheticSegmentation(SegmentationDataset):
         "ROOT/{images,labels}/{split}/<id>.png with ROOT/{split}.txt and ROOT/meta.json "
         "(generated automatically when ROOT is absent or empty)"
     )
+    REMOVE_SAMPLE: ClassVar[str] = "delete {root} to generate the dataset again"
 
     def __init__(
         self,
@@ -267,7 +266,4 @@ class SyntheticSegmentation(SegmentationDataset):
         ]
 
     def _read_label(self, path: Path) -> np.ndarray:
-        try:
-            return read_index_png(path, modes=("L",))
-        except (OSError, ValueError) as e:
-            raise self.layout_error(path, f"unreadable label ({e})") from None
+        return read_index_png(path, modes=("L",))

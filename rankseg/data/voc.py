@@ -48,6 +48,7 @@ class VOCSegmentation(SegmentationDataset):
         "and ImageSets/Segmentation/train_aug.txt)"
     )
     SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "trainval", "train_aug")
+    REMOVE_SAMPLE: ClassVar[str] = "remove its id from ImageSets/Segmentation/{split}.txt"
 
     def _base_dir(self) -> Path:
         for candidate in (self.root / "VOCdevkit" / "VOC2012", self.root / "VOC2012", self.root):
@@ -78,8 +79,6 @@ class VOCSegmentation(SegmentationDataset):
         return samples
 
     def _read_label(self, path: Path) -> np.ndarray:
-        try:
-            # Palette indices are the class ids; an RGB-converted label would be colours.
-            return read_index_png(path, modes=("P", "L"))
-        except ValueError as e:
-            raise self.layout_error(path, f"malformed label ({e})") from None
+        # Palette indices are the class ids; an RGB-converted label would be colours (ValueError,
+        # reported with the path by the base class).
+        return read_index_png(path, modes=("P", "L"))

@@ -4,13 +4,23 @@ run-file I/O. Entry points: :func:`rankseg.engine.train.run_training`,
 """
 
 from rankseg.engine.checkpoint import CheckpointError, CheckpointNotFoundError, ClassCountMismatchError
+from rankseg.engine.config_checks import ConfigError
+from rankseg.engine.signals import TrainingInterrupted
 
-__all__ = ["CheckpointError", "CheckpointNotFoundError", "ClassCountMismatchError", "user_errors"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "ClassCountMismatchError",
+    "ConfigError",
+    "TrainingInterrupted",
+    "user_errors",
+]
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions caused by the user's setup (missing files, mismatches): reported in one message, exit 2."""
+    """Exceptions caused by the user's setup (bad config values, missing or corrupt files, mismatches): reported
+    in one message, exit status 2."""
     from rankseg.data import DatasetLayoutError
     from rankseg.models.weights import MissingWeightsError
 
-    return (CheckpointError, DatasetLayoutError, MissingWeightsError)
+    return (CheckpointError, ConfigError, DatasetLayoutError, MissingWeightsError)

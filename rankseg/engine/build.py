@@ -70,9 +70,7 @@ def build_model(model_cfg: DictConfig | Mapping[str, Any], pretrained: bool = Tr
     if not pretrained:
         node["encoder_weights"] = None
     source = "torchvision" if node["_target_"].endswith("FCN8s") else "smp"
-    weights = check_pretrained_weights(
-        node.get("encoder_name", ""), node.get("encoder_weights"), source=source
-    )
+    weights = check_pretrained_weights(node.get("encoder_name", ""), node.get("encoder_weights"), source=source)
     if source == "torchvision" or weights is None:
         return instantiate_component(node)
     # smp would resolve the same file through huggingface_hub, which may query the network unless
@@ -94,9 +92,7 @@ def build_rules(predict_cfg: DictConfig | Mapping[str, Any]) -> dict[str, Predic
     return {str(name): instantiate_component(node) for name, node in _as_dict(predict_cfg).items()}
 
 
-def param_groups(
-    model: nn.Module, backbone_prefixes: list[str] | tuple[str, ...], lr: float, backbone_mult: float
-):
+def param_groups(model: nn.Module, backbone_prefixes: list[str] | tuple[str, ...], lr: float, backbone_mult: float):
     """SGD parameter groups: backbone parameters (name starts with one of ``backbone_prefixes``) at
     ``lr * backbone_mult``, the rest at ``lr``; frozen parameters are left out."""
     backbone, head = [], []
@@ -125,11 +121,28 @@ def seed_everything(seed: int) -> None:
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
 
 
-def seed_worker(_: int) -> None:
-    """DataLoader ``worker_init_fn``: derive NumPy/Python seeds (used by albumentations) from torch's."""
+def seed_step(seed: int, iteration: int, rank: int = 0) -> None:
+    """Seed Python, NumPy and torch (all devices) for training step ``iteration`` of process ``rank``.
+
+    Every random draw of a step (dropout, a loss's sampling) then depends on ``(seed, iteration, rank)`` only,
+    not on what ran before, so a run resumed at any iteration continues exactly as it would have.
+    """
+    words = np.random.SeedSequence([seed, iteration, rank]).generate_state(2)
+    step_seed = int(words[0]) | int(words[1]) << 32
+    random.seed(step_seed)
+    np.random.seed(int(words[0]))
+    torch.manual_seed(step_seed)
+
+
+def init_worker(_: int) -> None:
+    """DataLoader ``worker_init_fn``: derive NumPy/Python seeds from torch's per-worker seed (for datasets that
+    draw from them) and leave SIGINT/SIGTERM to the main process (see :mod:`rankseg.engine.signals`)."""
+    from rankseg.engine.signals import ignore_stop_signals
+
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+    ignore_stop_signals()
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):

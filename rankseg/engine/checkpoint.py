@@ -1,17 +1,40 @@
-"""Checkpoint I/O: atomic saves, safe (``weights_only``) loads, and the errors a user can act on."""
+"""Checkpoint I/O: atomic saves, safe loads that validate what they read, and the errors a user can act on.
+
+A checkpoint is data, possibly from elsewhere: it is read with ``torch.load(..., weights_only=True)`` (tensors and
+plain containers only), its structure is checked before anything uses it, and nothing in it is ever executed or
+instantiated (the network is built from the project's own configs; see :mod:`rankseg.engine.evaluate`).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
-import tempfile
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from rankseg.experiments._io import atomic_write
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "ClassCountMismatchError",
+    "check_num_classes",
+    "load_checkpoint",
+    "save_checkpoint",
+    "stored_identity",
+    "weights_sha256",
+]
+
+#: Keys every checkpoint written by train.py has.
+REQUIRED_KEYS = ("model", "config", "iteration")
+
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing or does not fit the requested run."""
+    """A checkpoint is missing, unreadable, foreign, or does not fit the requested run."""
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
@@ -25,34 +48,93 @@ class ClassCountMismatchError(CheckpointError, ValueError):
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Save ``state`` with ``torch.save`` to a temporary file next to ``path``, then rename it over ``path``,
     so a job killed mid-write never leaves a truncated checkpoint behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain containers only).
+def _read_failure(path: Path, err: Exception) -> str:
+    text = str(err)
+    unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsupported:
+        return (
+            f"it holds a Python object of type {unsupported.group(1)}, and checkpoints are read as data "
+            "(torch.load with weights_only=True: tensors and plain containers only), so it was refused"
+        )
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    first = text.strip().splitlines()[0][:160] if text.strip() else type(err).__name__
+    return f"it is truncated, corrupt or not a torch checkpoint ({type(err).__name__}: {first})"
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", hint: str | None = None
+) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` and check its structure.
+
+    Args:
+        path: the ``.pt`` file.
+        map_location: passed to ``torch.load``.
+        hint: what the user can do about a bad file (appended to every error message); a default names
+            ``resume=false``, deleting the file and ``ckpt_path=``.
 
     Raises:
-        CheckpointNotFoundError: if ``path`` is not a file.
+        CheckpointNotFoundError: ``path`` is not a file.
+        CheckpointError: the file is empty, corrupt, holds objects other than tensors and plain containers, or
+            is not a checkpoint of this project (e.g. a bare ``state_dict``); the message names the file.
     """
     path = Path(path)
+    fix = hint or (
+        "Delete it, start the run over with resume=false, or point ckpt_path= at a checkpoint written by train.py"
+    )
     if not path.is_file():
         raise CheckpointNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # any parse failure of an untrusted file is reported as such
+        raise CheckpointError(f"cannot read checkpoint {path}: {_read_failure(path, err)}. {fix}") from None
+    problem = _structure_problem(state)
+    if problem:
+        raise CheckpointError(f"{path} is not a checkpoint written by train.py: {problem}. {fix}")
+    return state
 
 
-def check_num_classes(
-    checkpoint_classes: int, dataset_classes: int, path: str | os.PathLike[str], name: str
-) -> None:
+def _structure_problem(state: Any) -> str | None:
+    """Why ``state`` is not one of our checkpoints, or None."""
+    if not isinstance(state, Mapping):
+        return f"it holds a {type(state).__name__}, not a dict"
+    if state and all(isinstance(v, torch.Tensor) for v in state.values()):
+        return "it is a bare state_dict (parameter names and tensors, no training config)"
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        return f"it lacks {missing} (keys found: {sorted(map(str, state))[:8]})"
+    weights = state["model"]
+    if not isinstance(weights, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        return "its 'model' entry is not a mapping of parameter names to tensors"
+    config = state["config"]
+    sections = ("dataset", "model", "loss")
+    if not isinstance(config, Mapping) or not all(isinstance(config.get(k), Mapping) for k in sections):
+        return "its 'config' entry lacks the dataset, model and loss sections"
+    if not isinstance(state["iteration"], int):
+        return "its 'iteration' entry is not an integer"
+    return None
+
+
+def weights_sha256(weights: Mapping[str, torch.Tensor]) -> str:
+    """Content hash of a state dict: names, dtypes, shapes and bytes of every tensor, in name order.
+
+    The same network hashes alike whatever else its checkpoint holds (optimizer state, save reason, commit),
+    so results keyed by it survive a re-save but not a retraining that changed a single weight.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def check_num_classes(checkpoint_classes: int, dataset_classes: int, path: str | os.PathLike[str], name: str) -> None:
     """Refuse a checkpoint whose class count differs from the dataset's, naming both numbers."""
     if int(checkpoint_classes) != int(dataset_classes):
         raise ClassCountMismatchError(
@@ -61,14 +143,18 @@ def check_num_classes(
         )
 
 
-def check_same_model(saved: dict[str, Any], current: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Refuse to resume a checkpoint whose model config differs (other than ``encoder_weights``, which only
-    matters at initialisation), naming the differing keys."""
-    keys = (set(saved) | set(current)) - {"encoder_weights"}
-    diff = sorted(k for k in keys if saved.get(k) != current.get(k))
-    if diff:
-        changes = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in diff)
+def stored_identity(state: Mapping[str, Any], path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run identity (:func:`rankseg.engine.runs.run_identity`) of a loaded checkpoint's stored config.
+
+    Raises:
+        CheckpointError: the stored config lacks a key of the identity (a foreign or pre-release checkpoint).
+    """
+    from rankseg.engine.runs import run_identity
+
+    try:
+        return run_identity(state["config"])
+    except (KeyError, TypeError, AttributeError) as err:
         raise CheckpointError(
-            f"cannot resume {path}: it was trained with another model config ({changes}). Use "
-            "resume=false to start over, or another paths.checkpoint_dir"
-        )
+            f"{path} records no complete training config (missing {err}), so it cannot be matched to a run of "
+            "this project. Retrain with train.py, or delete the file"
+        ) from None

@@ -93,13 +93,18 @@ def all_reduce_sum(values: list[float], info: DistInfo, device: torch.device) ->
     return t.tolist()
 
 
+def max_over_ranks(values: list[int], info: DistInfo, device: torch.device) -> list[int]:
+    """Element-wise maximum of integer ``values`` over the ranks (identity in a single process)."""
+    if not info.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [int(v) for v in t.tolist()]
+
+
 def any_rank(flags: list[bool], info: DistInfo, device: torch.device) -> list[bool]:
     """Element-wise OR of ``flags`` over the ranks, so every rank takes the same stop/save decision."""
-    if not info.distributed:
-        return list(flags)
-    t = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
+    return [bool(v) for v in max_over_ranks([int(f) for f in flags], info, device)]
 
 
 def broadcast_object(obj: Any, info: DistInfo) -> Any:

@@ -1,7 +1,20 @@
 """Evaluation (paper §2): one forward pass over the val split, several prediction rules, per-image and
-dataset-level Dice/IoU, a printed report and ``metrics.json`` + ``class_scores.csv`` merged per rule.
+dataset-level Dice/IoU, a printed report and ``metrics.json`` + ``class_scores.csv`` per run.
 
 Run through ``python evaluate.py ...`` (see ``configs/evaluate.yaml``) or call :func:`run_evaluation`.
+
+Which network: the run of the config (the same keys as in training, :mod:`rankseg.engine.runs`), or
+``ckpt_path=`` (a run folder or its ``last.pt``), whose stored dataset, model and loss must agree with the
+config's. The network is built from the project's own model config, never from anything stored in the file,
+and gets every weight from the checkpoint. Where results go: the checkpoint's own config decides, as
+``{paths.results_dir}/runs/{dataset}/{model}/{loss}/{run}/``.
+
+Merging: every rule record carries the content hash of the weights and the evaluation settings that change
+numbers (val split and geometry, ignore handling, classes of interest, AMP, activation). A rule evaluated later
+joins the existing records only when both match; records that do not are dropped, with a message. The merge holds
+an OS file lock and replaces the files atomically; a corrupt ``metrics.json`` is moved aside before the
+evaluation starts.
+
 ``torchrun --nproc_per_node=N evaluate.py ...`` hands the single-process batches round-robin to N processes,
 gathers the per-image counts (with the image indices, restoring the single-process order) and lets rank 0
 aggregate and write, so ``metrics.json`` is identical to a single-process run's.
@@ -14,6 +27,7 @@ import io
 import json
 import math
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +37,37 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from rankseg.engine.build import build_dataset, build_model, build_rules
-from rankseg.engine.checkpoint import CheckpointNotFoundError, check_num_classes, load_checkpoint
+from rankseg.engine.checkpoint import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    check_num_classes,
+    load_checkpoint,
+    stored_identity,
+    weights_sha256,
+)
+from rankseg.engine.config_checks import ConfigError, check_evaluate_config
 from rankseg.engine.distributed import DistInfo, ShardedBatchSampler, broadcast_object, gather_rows, process_group
-from rankseg.engine.runfiles import atomic_write_json, atomic_write_text, git_commit, nan_to_none
+from rankseg.engine.runfiles import atomic_write_json, atomic_write_text, file_lock, git_commit, nan_to_none
+from rankseg.engine.runs import (
+    CHECKPOINT_FILE,
+    RUN_FILE,
+    config_diff,
+    identity_digest,
+    run_identity,
+    run_key,
+    run_name,
+)
 from rankseg.engine.train import model_logits
 from rankseg.metrics import MetricAccumulator, aggregate, scores_from_stats
 from rankseg.predict import probabilities
 
 METRICS_FILE = "metrics.json"
 CLASS_CSV = "class_scores.csv"
+_EVAL_HINT = "Point ckpt_path= at a checkpoint written by train.py, or drop ckpt_path= to evaluate this config's run"
 
 
 def train_command(cfg: DictConfig) -> str:
-    """The ``python train.py ...`` command whose checkpoint this evaluation expects."""
+    """The ``python train.py ...`` command (plus the caller's other overrides) whose run this evaluation expects."""
     args = [f"dataset={cfg.dataset.name}", f"model={cfg.model.name}", f"loss={cfg.loss.name}"]
     default_dir = "checkpoints"
     if str(cfg.paths.checkpoint_dir) != default_dir:
@@ -43,37 +75,86 @@ def train_command(cfg: DictConfig) -> str:
     return "python train.py " + " ".join(shlex.quote(a) for a in args)
 
 
-def _loss_meta(ckpt_config: dict[str, Any], cfg: DictConfig) -> tuple[str, bool]:
-    """(activation, proper) of the loss the checkpoint was trained with (falls back to ``cfg.loss``)."""
-    loss = ckpt_config.get("loss") or OmegaConf.to_container(cfg.loss, resolve=True)
-    return str(loss.get("activation", "softmax")), bool(loss.get("proper", False))
+def _show_diff(diff: list[tuple[str, Any, Any]], limit: int = 5) -> str:
+    parts = [f"{k}={a!r} there, {b!r} here" for k, a, b in diff[:limit]]
+    if any(k == "batch_size" for k, _, _ in diff):
+        parts.append("(batch_size is the training batch; eval_batch_size sets the evaluation batch)")
+    return "; ".join(parts) + (f"; and {len(diff) - limit} more" if len(diff) > limit else "")
 
 
-def _rule_record(
-    scores: dict[str, Any],
-    class_names: list[str],
-    checkpoint: str,
-    commit: str | None,
-    reference_ignore: bool,
-) -> dict[str, Any]:
-    record: dict[str, Any] = {k: scores[k] for k in ("mdice", "miou", "dataset_dice", "dataset_iou")}
-    for key in ("class_dice", "class_iou", "class_dataset_dice", "class_dataset_iou"):
-        record[key] = dict(zip(class_names, scores[key], strict=True))
-    record.update(
-        num_images=scores["num_images"],
-        reference_ignore=reference_ignore,
-        checkpoint=checkpoint,
-        commit=commit,
+def _other_runs(cfg: DictConfig, identity: dict[str, Any]) -> list[str]:
+    """One line per run folder next to the requested one (same dataset, model and loss) saying how it differs."""
+    parent = (Path(cfg.paths.checkpoint_dir) / run_key(identity)).parent
+    lines = []
+    for run_file in sorted(parent.glob(f"*/{RUN_FILE}")):
+        if not (run_file.parent / CHECKPOINT_FILE).is_file():
+            continue
+        try:
+            diff = config_diff(json.loads(run_file.read_text(encoding="utf-8"))["identity"], identity)
+        except (OSError, ValueError, KeyError, TypeError):
+            lines.append(f"  {run_file.parent}: unreadable {RUN_FILE} (evaluate it with ckpt_path=)")
+            continue
+        lines.append(f"  {run_file.parent.name}: {_show_diff(diff)}")
+    if (parent / CHECKPOINT_FILE).is_file():
+        lines.append(f"  {parent / CHECKPOINT_FILE}: a checkpoint of the layout before run folders (ckpt_path=)")
+    return lines
+
+
+def locate_checkpoint(cfg: DictConfig) -> Path:
+    """The checkpoint to evaluate: ``cfg.ckpt_path`` (a file, or a run folder holding ``last.pt``) or the run of
+    ``cfg``'s config.
+
+    Raises:
+        CheckpointNotFoundError: naming the train command, and the runs of the same dataset, model and loss
+            with the keys in which they differ from the request.
+    """
+    if cfg.get("ckpt_path"):
+        path = Path(str(cfg.ckpt_path)).expanduser()
+        path = path / CHECKPOINT_FILE if path.is_dir() else path
+        if not path.is_file():
+            raise CheckpointNotFoundError(f"no checkpoint at ckpt_path={cfg.ckpt_path} ({path} is not a file)")
+        return path
+    identity = run_identity(cfg)
+    path = Path(cfg.paths.checkpoint_dir) / run_key(identity) / CHECKPOINT_FILE
+    if path.is_file():
+        return path
+    message = (
+        f"no checkpoint of this run ({run_name(identity)}) at {path}. Train it first with:\n    "
+        f"{train_command(cfg)} (and the same other overrides as this command)\nor point to one with ckpt_path=..."
     )
-    return record
+    others = _other_runs(cfg, identity)
+    if others:
+        message += "\nRuns of the same dataset, model and loss (how they differ from this request):\n"
+        message += "\n".join(others)
+    raise CheckpointNotFoundError(message)
 
 
-def merge_metrics(path: Path, header: dict[str, Any], rules: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Merge this run's rules into ``path`` (other rules already there are kept) and write it atomically."""
-    previous: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    merged = {**previous, **header, "rules": {**previous.get("rules", {}), **nan_to_none(rules)}}
-    atomic_write_json(path, merged)
-    return merged
+def _check_fits(cfg: DictConfig, stored: dict[str, Any], requested: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose dataset, model (other than ``encoder_weights``) or loss contradict the config."""
+
+    def network(identity: dict[str, Any]) -> dict[str, Any]:
+        model = {k: v for k, v in identity["model"].items() if k != "encoder_weights"}
+        return {"dataset": {"name": identity["dataset"]["name"]}, "model": model, "loss": identity["loss"]}
+
+    diff = config_diff(network(stored), network(requested))
+    if not diff:
+        return
+    # A group chosen by name (loss=focal) brings its own keys: show the name, not every key that comes with it.
+    renamed = {k.split(".")[0] for k, _, _ in diff if k.count(".") == 1 and k.endswith(".name")}
+    shown = [(k, a, b) for k, a, b in diff if k.split(".")[0] not in renamed or k.endswith(".name")]
+    fixes = []
+    for key, value, _ in shown:
+        group = key.split(".")[0]
+        if group in renamed:
+            fixes.append(f"{group}={value}")
+        elif value == "<absent>":
+            fixes.append(f"~{key}")
+        else:
+            fixes.append(f"{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}")
+    raise CheckpointError(
+        f"checkpoint {path} does not fit this evaluation: {_show_diff(shown)} ('there' = the checkpoint). "
+        f"Add {' '.join(fixes)} to the command, or pick another ckpt_path="
+    )
 
 
 def write_class_csv(path: Path, merged: dict[str, Any]) -> None:
@@ -100,9 +181,7 @@ def format_report(records: dict[str, dict[str, Any]], class_names: list[str], ti
     lines = [title, " " * width + "".join(f"  {r[:13]:>13}" for r in rules)]
     lines.append(" " * width + f"  {'Dice':>6} {'IoU':>6}" * len(rules))
     for name in class_names:
-        cells = "".join(
-            f"  {fmt(records[r]['class_dice'][name])} {fmt(records[r]['class_iou'][name])}" for r in rules
-        )
+        cells = "".join(f"  {fmt(records[r]['class_dice'][name])} {fmt(records[r]['class_iou'][name])}" for r in rules)
         lines.append(f"{name:<{width}}{cells}")
     lines.append("-" * len(lines[-1]))
     for label, dk, ik in (
@@ -137,83 +216,172 @@ def gather_counts(
     return out
 
 
+def _read_metrics(path: Path) -> dict[str, Any]:
+    """The content of an existing ``metrics.json`` ({} if absent). A file that is not valid JSON with a ``rules``
+    mapping is moved aside to ``metrics.json.corrupt-{time}`` (and said so), never silently overwritten."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and isinstance(data.get("rules", {}), dict):
+            return data
+        problem = "it is JSON but not a metrics file (no 'rules' mapping)"
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        problem = f"it is not valid JSON ({err})"
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.replace(aside)
+    print(f"warning: {path} was unreadable: {problem}; moved it to {aside} (nothing in it is used)")
+    return {}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return not config_diff({"v": a}, {"v": b})
+
+
+def merge_metrics(path: Path, header: dict[str, Any], rules: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Merge this evaluation's ``rules`` into ``path`` and re-render ``class_scores.csv`` beside it.
+
+    Rules already in the file stay only if they were computed from the same weights (``weights_sha256``) with
+    the same ``eval_settings`` as this evaluation; the others are dropped and named. Holds the file lock of
+    ``path`` for the whole read-modify-write; both files are replaced atomically.
+
+    Returns:
+        The merged ``metrics.json`` content.
+    """
+    new = nan_to_none(rules)
+    with file_lock(path):
+        previous = _read_metrics(path)
+        merged_rules: dict[str, Any] = {}
+        stale = []
+        for name, record in previous.get("rules", {}).items():
+            if name in new:
+                merged_rules[name] = new[name]
+            elif (
+                isinstance(record, dict)
+                and record.get("weights_sha256") == header["weights_sha256"]
+                and _same(record.get("eval_settings"), header["eval_settings"])
+            ):
+                merged_rules[name] = record
+            else:
+                stale.append(name)
+        merged_rules.update({name: rec for name, rec in new.items() if name not in merged_rules})
+        if stale:
+            print(
+                f"dropped {', '.join(stale)} from {path}: computed from other weights or with other evaluation "
+                "settings than this evaluation (evaluate them again to bring them back)"
+            )
+        merged = {**header, "rules": merged_rules}
+        atomic_write_json(path, merged)
+        write_class_csv(path.with_name(CLASS_CSV), merged)
+    return merged
+
+
 @torch.no_grad()
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate the checkpoint ``cfg.ckpt_path`` on ``cfg.dataset``'s val split with every rule in
-    ``cfg.predict``, print the report and merge the scores into ``cfg.results_dir/metrics.json``.
+    """Evaluate the run of ``cfg`` (or ``cfg.ckpt_path``) on ``cfg.dataset``'s val split with every rule in
+    ``cfg.predict``, print the report and merge the scores into the run's ``metrics.json`` (module docstring).
 
     Under ``torchrun`` every rank runs this function; rank 0 prints and writes, all ranks return the result.
 
     Raises:
-        CheckpointNotFoundError: no checkpoint (the message holds the train command that creates it).
+        ConfigError: an invalid config value (before any work).
+        CheckpointNotFoundError: no checkpoint (the message holds the train command and the nearby runs).
+        CheckpointError: the checkpoint is unreadable or foreign, or contradicts the config.
         ClassCountMismatchError: the checkpoint's class count differs from the dataset's.
-        rankseg.data.DatasetLayoutError: the dataset root is missing or malformed.
+        rankseg.data.DatasetLayoutError: the dataset root is missing or malformed, or a file in it is.
 
     Returns:
         The merged ``metrics.json`` content (NaN as None).
     """
-    ckpt_path = Path(cfg.ckpt_path)
-    if not ckpt_path.is_file():
-        raise CheckpointNotFoundError(
-            f"no checkpoint at {ckpt_path}. Train it first with:\n    {train_command(cfg)}\n"
-            f"or point to one with ckpt_path=..."
-        )
+    check_evaluate_config(cfg)
+    ckpt_path = locate_checkpoint(cfg)
     with process_group(str(cfg.device)) as (info, device):
         return _evaluate(cfg, ckpt_path, info, device)
 
 
+def _load_network(cfg: DictConfig, ckpt_path: Path) -> tuple[dict[str, Any], dict[str, Any], torch.nn.Module, str]:
+    """(stored config, its run identity, the network with the checkpoint's weights, their hash), after checking
+    that the checkpoint is ours and fits ``cfg``. The network comes from ``cfg.model`` (project configs only)."""
+    state = load_checkpoint(ckpt_path, map_location="cpu", hint=_EVAL_HINT)
+    stored_cfg = state["config"]
+    check_num_classes(stored_cfg["dataset"].get("num_classes"), cfg.dataset.num_classes, ckpt_path, cfg.dataset.name)
+    identity = stored_identity(state, ckpt_path)
+    requested = run_identity(cfg)
+    if cfg.get("ckpt_path"):
+        _check_fits(cfg, identity, requested, ckpt_path)
+    elif identity_digest(identity) != identity_digest(requested):
+        raise CheckpointError(
+            f"{ckpt_path} holds another run than its folder says ({_show_diff(config_diff(identity, requested))}); "
+            "it was moved or edited: evaluate it with ckpt_path=, or retrain"
+        )
+    model = build_model(cfg.model, pretrained=False)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines()[1:3]]
+        raise CheckpointError(
+            f"the weights in {ckpt_path} do not fit model {cfg.model.name!r} as configured: "
+            f"{' '.join(lines)[:400]}. {_EVAL_HINT}"
+        ) from None
+    return stored_cfg, identity, model, weights_sha256(state["model"])
+
+
 def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.device) -> dict[str, Any]:
     say = print if info.is_main else (lambda *args, **kwargs: None)
-    state = load_checkpoint(ckpt_path, map_location="cpu")
-    ckpt_config = state.get("config") or {}
-    num_classes = int(cfg.dataset.num_classes)
-    check_num_classes(ckpt_config["dataset"]["num_classes"], num_classes, ckpt_path, cfg.dataset.name)
-    val_set = build_dataset(cfg.dataset, "val")
-
-    # The network is rebuilt from the checkpoint's own model config, so that overrides used in training
-    # (e.g. a lighter encoder) need not be repeated here; its weights all come from the checkpoint.
-    model = build_model(ckpt_config.get("model") or cfg.model, pretrained=False)
-    model.load_state_dict(state["model"])
+    stored_cfg, identity, model, weights_hash = _load_network(cfg, ckpt_path)
+    # The checkpoint's own config files the results (a run is never filed under the command line's names).
+    out_dir = Path(cfg.paths.results_dir) / "runs" / run_key(identity)
+    if info.is_main:
+        with file_lock(out_dir / METRICS_FILE):
+            _read_metrics(out_dir / METRICS_FILE)  # a corrupt file is moved aside now, not after the evaluation
     model.to(device).eval()
-    if ckpt_config.get("model", {}).get("name", cfg.model.name) != cfg.model.name:
-        say(f"note: checkpoint holds model {ckpt_config['model']['name']!r}, config says {cfg.model.name!r}")
-    activation, proper = _loss_meta(ckpt_config, cfg)
+    loss_cfg = stored_cfg["loss"]
+    activation, proper = str(loss_cfg.get("activation", "softmax")), bool(loss_cfg.get("proper", False))
 
     rules = build_rules(cfg.predict)
     if not proper and not cfg.force_rankdice:
         skipped = [name for name, rule in rules.items() if rule.requires_proper]
         if skipped:
             say(
-                f"skipping {', '.join(skipped)}: loss {cfg.loss.name!r} is not strictly proper, so its "
+                f"skipping {', '.join(skipped)}: loss {loss_cfg.get('name')!r} is not strictly proper, so its "
                 "outputs are not calibrated probabilities (paper: '/'); force_rankdice=true runs them anyway"
             )
         rules = {name: rule for name, rule in rules.items() if not rule.requires_proper}
-    coi = (
-        OmegaConf.to_container(cfg.dataset.classes_of_interest)
-        if cfg.dataset.get("classes_of_interest")
-        else None
-    )
+        if not rules:
+            raise ConfigError(
+                f"nothing to evaluate: every rule in predict needs a strictly proper loss, and "
+                f"{loss_cfg.get('name')!r} is not one; add a rule such as argmax, or force_rankdice=true"
+            )
+    val_set = build_dataset(cfg.dataset, "val")
+    num_classes = int(cfg.dataset.num_classes)
+    coi = OmegaConf.to_container(cfg.dataset.classes_of_interest) if cfg.dataset.get("classes_of_interest") else None
     reference_ignore = bool(cfg.reference_ignore)
     ignore_index = int(cfg.dataset.ignore_index)
+    use_amp = bool(cfg.amp) and device.type == "cuda"
+    val_node = {k: v for k, v in OmegaConf.to_container(cfg.dataset.val, resolve=True).items() if k != "root"}
+    settings = {
+        "val": val_node,
+        "reference_ignore": reference_ignore,
+        "ignore_index": ignore_index,
+        "classes_of_interest": coi,
+        "amp": use_amp,
+        "activation": activation,
+    }
     accumulators = {
-        name: MetricAccumulator(num_classes, coi, ignore_index, reference_ignore=reference_ignore)
-        for name in rules
+        name: MetricAccumulator(num_classes, coi, ignore_index, reference_ignore=reference_ignore) for name in rules
     }
     running = {name: [0.0, 0] for name in rules}  # sum and count of per-image mDice, for the progress bar
     coi_index = list(range(num_classes)) if coi is None or coi == "all" else list(coi)
 
-    sampler = ShardedBatchSampler(len(val_set), int(cfg.batch_size), info.rank, info.world_size)
+    sampler = ShardedBatchSampler(len(val_set), int(cfg.eval_batch_size), info.rank, info.world_size)
     loader = DataLoader(
         val_set,
         batch_sampler=sampler,
         num_workers=int(cfg.dataset.num_workers),
         pin_memory=device.type == "cuda",
     )
-    use_amp = bool(cfg.amp) and device.type == "cuda"
     indices: list[int] = []  # dataset index of every counted image, in this rank's order
-    bar = tqdm(
-        loader, desc=f"evaluate {cfg.model.name}/{cfg.loss.name}", dynamic_ncols=True, disable=not info.is_main
-    )
+    bar = tqdm(loader, desc=f"evaluate {cfg.model.name}/{cfg.loss.name}", dynamic_ncols=True, disable=not info.is_main)
     for batch_indices, (images, targets) in zip(sampler.batches(), bar, strict=True):
         targets = targets.to(device, non_blocking=True)
         if bool((targets == ignore_index).all()):
@@ -235,42 +403,48 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
 
     merged = None
     if info.is_main:
-        merged = _report(cfg, ckpt_path, counts, coi, reference_ignore)
+        header = {
+            "dataset": identity["dataset"]["name"],
+            "model": identity["model"]["name"],
+            "loss": identity["loss"]["name"],
+            "run": run_name(identity),
+            "run_config": identity,
+            "checkpoint": str(ckpt_path),
+            "weights_sha256": weights_hash,
+            "eval_settings": settings,
+            "commit": git_commit(),
+        }
+        merged = _report(cfg, header, counts, coi, out_dir)
     return broadcast_object(merged, info)
 
 
 def _report(
     cfg: DictConfig,
-    ckpt_path: Path,
+    header: dict[str, Any],
     counts: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     coi: Any,
-    reference_ignore: bool,
+    out_dir: Path,
 ) -> dict[str, Any]:
     """Aggregate, print the table, merge into ``metrics.json`` and render ``class_scores.csv``."""
     class_names = [str(n) for n in cfg.dataset.class_names]
-    commit = git_commit()
-    records = {
-        name: _rule_record(
-            aggregate(*stats, classes_of_interest=coi), class_names, str(ckpt_path), commit, reference_ignore
+    provenance = {k: header[k] for k in ("checkpoint", "weights_sha256", "eval_settings", "commit")}
+    records = {}
+    for name, stats in counts.items():
+        scores = aggregate(*stats, classes_of_interest=coi)
+        record: dict[str, Any] = {k: scores[k] for k in ("mdice", "miou", "dataset_dice", "dataset_iou")}
+        for key in ("class_dice", "class_iou", "class_dataset_dice", "class_dataset_iou"):
+            record[key] = dict(zip(class_names, scores[key], strict=True))
+        record.update(
+            num_images=scores["num_images"], reference_ignore=header["eval_settings"]["reference_ignore"], **provenance
         )
-        for name, stats in counts.items()
-    }
+        records[name] = record
+    num_images = records[next(iter(records))]["num_images"] if records else 0
     title = (
-        f"Results for model {cfg.model.name} + loss {cfg.loss.name} on {cfg.dataset.name} val "
-        f"({records[next(iter(records))]['num_images'] if records else 0} images, x100; "
-        f"checkpoint {ckpt_path})"
+        f"Results for run {header['dataset']}/{header['model']}/{header['loss']}/{header['run']} on "
+        f"{cfg.dataset.name} val ({num_images} images, x100; checkpoint {header['checkpoint']})"
     )
     if records:
         print(format_report(records, class_names, title))
-    out_dir = Path(cfg.results_dir)
-    header = {
-        "dataset": str(cfg.dataset.name),
-        "model": str(cfg.model.name),
-        "loss": str(cfg.loss.name),
-        "checkpoint": str(ckpt_path),
-        "commit": commit,
-    }
     merged = merge_metrics(out_dir / METRICS_FILE, header, records)
-    write_class_csv(out_dir / CLASS_CSV, merged)
     print(f"wrote {out_dir / METRICS_FILE} and {out_dir / CLASS_CSV}")
     return merged

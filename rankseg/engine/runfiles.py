@@ -1,30 +1,21 @@
-"""Run files: atomic writes, the git commit, JSON without NaN."""
+"""Run files: atomic writes with the user's umask, an OS lock for read-modify-write, the git commit, JSON without
+NaN."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import subprocess
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rankseg.experiments._io import atomic_write, atomic_write_text
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``, so readers
-    never see a half-written file and an interrupted write leaves the old one intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "file_lock", "git_commit", "nan_to_none"]
 
 
 def nan_to_none(value: Any) -> Any:
@@ -41,6 +32,23 @@ def nan_to_none(value: Any) -> Any:
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
     """Write ``data`` as indented JSON (NaN -> null) atomically."""
     return atomic_write_text(path, json.dumps(nan_to_none(data), indent=2, allow_nan=False) + "\n")
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive OS lock (``flock``) on the hidden file ``.{name}.lock`` next to ``path``.
+
+    Files replaced atomically cannot be locked themselves (the lock would stay on the replaced inode), so
+    every read-modify-write of ``path`` takes this sibling lock instead; other processes wait for it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def git_commit() -> str | None:

@@ -1,5 +1,14 @@
 """Training loop (paper §3): SGD with momentum, poly learning rate stepped every iteration, encoder at lr/10,
-AMP on CUDA, atomic checkpoints at ``cfg.ckpt_path`` that an interrupted run resumes from.
+AMP on CUDA, atomic checkpoints in the run's folder (:mod:`rankseg.engine.runs`) that an interrupted run resumes
+from exactly.
+
+Exact resume: the sample order depends on ``(seed, epoch)`` (:class:`~rankseg.engine.build.EpochSampler`, which
+starts mid-epoch at the saved position), the augmentation of a sample on ``(seed, epoch, index)``
+(``set_augmentation_epoch`` of the datasets) and every other random draw of a step on ``(seed, iteration, rank)``
+(:func:`~rankseg.engine.build.seed_step`); weights, optimizer, schedule and grad-scaler states are saved. So on
+CPU a run stopped at any iteration (``max_iters``, ``max_minutes``, a signal, or a kill after a periodic
+checkpoint) and resumed ends with the same weights, bit for bit, as an uninterrupted one. SIGINT, SIGTERM and
+submitit's preemption signal finish the current step, save and exit (:mod:`rankseg.engine.signals`).
 
 Run through ``python train.py ...`` (see ``configs/train.yaml``) or call :func:`run_training` with a composed
 config. ``torchrun --nproc_per_node=N train.py ...`` trains with DistributedDataParallel: ``batch_size`` stays
@@ -12,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -28,13 +38,25 @@ from rankseg.engine.build import (
     build_dataset,
     build_loss,
     build_model,
+    init_worker,
     param_groups,
     seed_everything,
-    seed_worker,
+    seed_step,
 )
-from rankseg.engine.checkpoint import check_num_classes, check_same_model, load_checkpoint, save_checkpoint
-from rankseg.engine.distributed import DistInfo, all_reduce_sum, any_rank, barrier, process_group
-from rankseg.engine.runfiles import git_commit
+from rankseg.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, stored_identity
+from rankseg.engine.config_checks import ConfigError, check_train_config
+from rankseg.engine.distributed import DistInfo, all_reduce_sum, barrier, max_over_ranks, process_group
+from rankseg.engine.runfiles import atomic_write_json, git_commit
+from rankseg.engine.runs import (
+    CHECKPOINT_FILE,
+    RUN_FILE,
+    config_diff,
+    identity_digest,
+    run_identity,
+    run_key,
+    run_name,
+)
+from rankseg.engine.signals import StopSignals, TrainingInterrupted
 
 
 def model_logits(output: Any) -> torch.Tensor:
@@ -86,17 +108,26 @@ def poly_factor(iteration: int, total_iters: int, power: float) -> float:
 
 
 def run_training(cfg: DictConfig) -> dict[str, Any]:
-    """Train ``cfg.model`` on ``cfg.dataset``'s train split with ``cfg.loss``; resume from ``cfg.ckpt_path``.
+    """Train ``cfg.model`` on ``cfg.dataset``'s train split with ``cfg.loss`` as the run of ``cfg``.
 
-    Stops at the end of training, after ``cfg.max_iters`` total iterations, or after ``cfg.max_minutes``;
-    in every case (and on Ctrl-C) the checkpoint is written first. Under ``torchrun`` every rank runs this
-    function (see the module docstring); all ranks return the same numbers.
+    The run's folder is ``paths.checkpoint_dir/{dataset}/{model}/{loss}/{run}`` (:mod:`rankseg.engine.runs`). Its
+    checkpoint is resumed when ``cfg.resume`` is true and it exists; ``resume=false`` starts the run over;
+    ``resume=PATH`` continues the run stored at PATH (a run folder or its ``last.pt``), whose config must equal
+    this one. Stops at the end of training, after ``cfg.max_iters`` total iterations, after
+    ``cfg.max_minutes``, or on a stop signal; in every case the checkpoint is written first. Under ``torchrun``
+    every rank runs this function (see the module docstring); all ranks return the same numbers.
+
+    Raises:
+        ConfigError: an invalid config value (before any work).
+        CheckpointError: the checkpoint to resume is unreadable, foreign or another run's.
+        TrainingInterrupted: a stop signal arrived; the checkpoint was saved (``exit_status``: 128 + signal).
 
     Returns:
-        ``checkpoint`` (path), ``start_iteration``, ``iteration``, ``epoch`` (completed), ``total_iters``,
-        ``finished`` (all epochs done), ``stopped`` (reason), ``loss`` (mean over this invocation's
-        iterations and all ranks, NaN if none), ``world_size``.
+        ``checkpoint`` (path), ``run`` (``{dataset}/{model}/{loss}/{run}``), ``start_iteration``, ``iteration``,
+        ``epoch`` (completed), ``total_iters``, ``finished`` (all epochs done), ``stopped`` (reason), ``loss``
+        (mean over this invocation's iterations and all ranks, NaN if none), ``world_size``.
     """
+    check_train_config(cfg)
     with process_group(str(cfg.device)) as (info, device):
         return _train(cfg, info, device)
 
@@ -111,16 +142,67 @@ def _maybe_sync_bn(model: nn.Module, cfg: DictConfig, info: DistInfo, device: to
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
+def _describe_diff(diff: list[tuple[str, Any, Any]], limit: int = 6) -> str:
+    shown = "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in diff[:limit])
+    return shown + (f"; and {len(diff) - limit} more" if len(diff) > limit else "")
+
+
+def _resolve_run(cfg: DictConfig, identity: dict[str, Any], info: DistInfo) -> tuple[Path, dict[str, Any] | None]:
+    """(checkpoint path of the run, its loaded state or None for a fresh start) under ``cfg.resume``."""
+    resume = cfg.resume
+    if isinstance(resume, str):
+        path = Path(resume).expanduser()
+        path = path / CHECKPOINT_FILE if path.is_dir() else path
+        state = load_checkpoint(path, hint="Check resume=, or drop it to train this config's own run")
+        diff = config_diff(stored_identity(state, path), identity)
+        if diff:
+            raise CheckpointError(
+                f"resume={resume} holds another run: its config differs from this one ({_describe_diff(diff)}). "
+                "Repeat the run's own values on the command line, or drop resume= to train this config's run"
+            )
+        return path, state
+    path = Path(cfg.paths.checkpoint_dir) / run_key(identity) / CHECKPOINT_FILE
+    if not path.is_file():
+        return path, None
+    if not resume:
+        if info.is_main:
+            print(f"resume=false: starting run {run_name(identity)} over; {path} will be replaced")
+        return path, None
+    state = load_checkpoint(path, hint="Delete it, or start the run over with resume=false")
+    stored = stored_identity(state, path)
+    if identity_digest(stored) != identity_digest(identity):
+        raise CheckpointError(
+            f"{path} holds another config than its folder name says ({_describe_diff(config_diff(stored, identity))}); "
+            "it was moved or edited. Delete it, or start over with resume=false"
+        )
+    return path, state
+
+
+def _check_batch_norm(net: nn.Module, rank_batch: int, num_samples: int, cfg: DictConfig) -> None:
+    if rank_batch >= 2 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        return
+    raise ConfigError(
+        f"every training batch would hold {rank_batch} image per process (train split of dataset "
+        f"{cfg.dataset.name!r}: {num_samples} image(s), batch_size={cfg.batch_size}), but model "
+        f"{cfg.model.name!r} has BatchNorm layers, which need at least 2; use batch_size>=2 (and, under torchrun, "
+        "at least 2 per process) with a train split of at least 2 images"
+    )
+
+
 def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, Any]:
-    seed_everything(int(cfg.seed))
+    identity = run_identity(cfg)
+    name = run_name(identity)
+    ckpt_path, state = _resolve_run(cfg, identity, info)
+    seed = int(cfg.seed)
+    seed_everything(seed)
     train_set = build_dataset(cfg.dataset, "train")
     batch_size = int(cfg.batch_size)
     if len(train_set) == 0:
-        raise ValueError(f"the train split of dataset {cfg.dataset.name!r} is empty")
-    # drop_last avoids a batch of one, which BatchNorm cannot normalise; tiny datasets keep their only batch.
+        raise ConfigError(f"the train split of dataset {cfg.dataset.name!r} is empty")
+    # drop_last avoids a last batch of one, which BatchNorm cannot normalise; tiny datasets keep their only batch.
     drop_last = len(train_set) > batch_size
     if info.distributed and (batch_size % info.world_size or not drop_last):
-        raise ValueError(
+        raise ConfigError(
             f"distributed training splits each batch of batch_size={batch_size} over {info.world_size} "
             f"processes: it must be a multiple of the world size and smaller than the train split "
             f"({len(train_set)} samples)"
@@ -130,6 +212,7 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
     total_iters = int(cfg.epochs) * iters_per_epoch
 
     net = build_model(cfg.model).to(device)
+    _check_batch_norm(net, rank_batch if drop_last else len(train_set), len(train_set), cfg)
     net = _maybe_sync_bn(net, cfg, info, device)
     loss_fn = build_loss(cfg.loss).to(device)
     opt_cfg = cfg.optimizer
@@ -144,33 +227,49 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
     use_amp = bool(cfg.amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    ckpt_path = Path(cfg.ckpt_path)
     iteration = 0
-    if cfg.resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        check_num_classes(
-            state["config"]["dataset"]["num_classes"], cfg.dataset.num_classes, ckpt_path, cfg.dataset.name
-        )
-        check_same_model(state["config"]["model"], OmegaConf.to_container(cfg.model, resolve=True), ckpt_path)
-        net.load_state_dict(state["model"])  # before DDP wraps it: the keys carry no "module." prefix
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+    if state is not None:
+        try:
+            net.load_state_dict(state["model"])  # before DDP wraps it: the keys carry no "module." prefix
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(
+                f"{ckpt_path} does not fit the run it is filed under ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200]}). Delete it, or start over with resume=false"
+            ) from None
         iteration = int(state["iteration"])
-        if info.is_main:
-            print(f"resuming from {ckpt_path} at epoch {state['epoch']}, iteration {iteration}/{total_iters}")
     barrier(info)  # every rank has read the checkpoint before rank 0 may replace it
+    run_dir = ckpt_path.parent
+    if info.is_main:
+        how = f"resuming at iteration {iteration}/{total_iters}" if state is not None else "new"
+        print(f"run {cfg.dataset.name}/{cfg.model.name}/{cfg.loss.name}/{name} ({how}): {run_dir}")
+        if not (run_dir / RUN_FILE).is_file():
+            atomic_write_json(
+                run_dir / RUN_FILE,
+                {"run": name, "identity_sha256": identity_digest(identity), "identity": identity},
+            )
     # DDP broadcasts rank 0's weights at construction; the checkpoint always holds the unwrapped module's.
     model: nn.Module = net
     if info.distributed:
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-        # Shared seed for the weights above, rank-specific seed for the augmentations below.
-        seed_everything(int(cfg.seed) + info.rank)
     start_iteration = iteration
     resolved = OmegaConf.to_container(cfg, resolve=True)
     commit = git_commit()
+    environment = {
+        "device": device.type,
+        "world_size": info.world_size,
+        "amp": use_amp,
+        "sync_bn": bool(cfg.get("sync_bn", False)),
+        "torch": str(torch.__version__),
+    }
 
-    def save(reason: str, wait: bool = True) -> None:
+    saved_at = -1  # iteration of the last save of this invocation
+
+    def save(reason: str) -> None:
+        nonlocal saved_at
+        saved_at = iteration
         if info.is_main:
             save_checkpoint(
                 ckpt_path,
@@ -186,19 +285,33 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
                     "finished": iteration >= total_iters,
                     "reason": reason,
                     "config": resolved,
-                    "seed": int(cfg.seed),
+                    "run": name,
+                    "identity_sha256": identity_digest(identity),
+                    "seed": seed,
                     "commit": commit,
+                    "environment": environment,
                     "world_size": info.world_size,
                 },
             )
-        if wait:
-            barrier(info)
+        barrier(info)
 
-    run_name = f"{cfg.dataset.name}-{cfg.model.name}-{cfg.loss.name}"
-    logger = make_logger(cfg, run_name) if info.is_main else _NullLogger()
     max_iters = total_iters if cfg.get("max_iters") is None else min(int(cfg.max_iters), total_iters)
+    summary = {"checkpoint": str(ckpt_path), "run": str(run_key(identity)), "start_iteration": start_iteration}
+    if state is not None and iteration >= max_iters:
+        if info.is_main:
+            print(f"nothing to do: the checkpoint is at iteration {iteration} (stop at {max_iters}/{total_iters})")
+        stopped = "finished" if iteration >= total_iters else "max_iters"
+        return {
+            **summary,
+            **_progress(iteration, iters_per_epoch, total_iters, stopped),
+            "loss": math.nan,
+            "world_size": info.world_size,
+        }
+
+    logger = make_logger(cfg, name) if info.is_main else _NullLogger()
     deadline = math.inf if cfg.get("max_minutes") is None else time.monotonic() + 60 * float(cfg.max_minutes)
     save_every = 60 * float(cfg.get("save_every_minutes") or math.inf)
+    save_every_iters = cfg.get("save_every_iters")
     log_every = int(cfg.get("log_every", 20))
     last_save = time.monotonic()
     loss_sum, loss_count, stopped = 0.0, 0, "finished"
@@ -210,87 +323,117 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
         disable=not info.is_main,
     )
     model.train()
+    signum = 0
+    time_up = False
     try:
-        while iteration < max_iters:
-            epoch, offset = divmod(iteration, iters_per_epoch)
-            sampler = EpochSampler(
-                len(train_set),
-                int(cfg.seed),
-                epoch,
-                start=offset * batch_size,
-                rank=info.rank,
-                world_size=info.world_size,
-                batch_size=batch_size,
-            )
-            sampler.set_epoch(epoch)
-            loader = DataLoader(
-                train_set,
-                batch_size=rank_batch,
-                sampler=sampler,
-                drop_last=drop_last,
-                num_workers=int(cfg.dataset.num_workers),
-                pin_memory=device.type == "cuda",
-                worker_init_fn=seed_worker,
-                generator=torch.Generator().manual_seed(int(cfg.seed) + epoch + 1_000_003 * info.rank),
-            )
-            time_up = False
-            for images, targets in loader:
-                images = images.to(device, non_blocking=True)
-                targets = targets.to(device, non_blocking=True)
-                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    loss = loss_fn(model_logits(model(images)), targets)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                iteration += 1
-                value = float(loss.detach())
-                loss_sum, loss_count = loss_sum + value, loss_count + 1
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-                if iteration % log_every == 0:
-                    mean_loss = all_reduce_sum([value], info, device)[0] / info.world_size
-                    lr = optimizer.param_groups[0]["lr"]
-                    logger.log({"train/loss": mean_loss, "train/lr": lr}, step=iteration)
-                now = time.monotonic()
-                # Every rank must stop and save at the same iteration: the clocks are OR-ed across ranks.
-                time_up, save_due = any_rank([now >= deadline, now - last_save >= save_every], info, device)
-                if iteration >= max_iters or time_up:
+        with StopSignals() as stop:
+            while iteration < max_iters:
+                epoch, offset = divmod(iteration, iters_per_epoch)
+                sampler = EpochSampler(
+                    len(train_set),
+                    seed,
+                    epoch,
+                    start=offset * batch_size,
+                    rank=info.rank,
+                    world_size=info.world_size,
+                    batch_size=batch_size,
+                )
+                if hasattr(train_set, "set_augmentation_epoch"):
+                    train_set.set_augmentation_epoch(seed, epoch)
+                loader = DataLoader(
+                    train_set,
+                    batch_size=rank_batch,
+                    sampler=sampler,
+                    drop_last=drop_last,
+                    num_workers=int(cfg.dataset.num_workers),
+                    pin_memory=device.type == "cuda",
+                    worker_init_fn=init_worker,
+                    generator=torch.Generator().manual_seed(seed + epoch + 1_000_003 * info.rank),
+                )
+                batches = iter(loader)
+                while True:
+                    try:
+                        images, targets = next(batches)
+                    except StopIteration:
+                        break
+                    except RuntimeError:
+                        if stop.signum is None:
+                            raise
+                        break  # a worker died of the same signal; the loop stops at this step boundary
+                    seed_step(seed, iteration, info.rank)
+                    images = images.to(device, non_blocking=True)
+                    targets = targets.to(device, non_blocking=True)
+                    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                        loss = loss_fn(model_logits(model(images)), targets)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    iteration += 1
+                    value = float(loss.detach())
+                    loss_sum, loss_count = loss_sum + value, loss_count + 1
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch, loss=f"{value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                    if iteration % log_every == 0:
+                        mean_loss = all_reduce_sum([value], info, device)[0] / info.world_size
+                        lr = optimizer.param_groups[0]["lr"]
+                        logger.log({"train/loss": mean_loss, "train/lr": lr}, step=iteration)
+                    now = time.monotonic()
+                    # Every rank must stop and save at the same iteration: the flags are maxed across ranks.
+                    time_up, save_due, signum = max_over_ranks(
+                        [int(now >= deadline), int(now - last_save >= save_every), stop.signum or 0], info, device
+                    )
+                    if signum or iteration >= max_iters or time_up:
+                        break
+                    if save_due or (save_every_iters and iteration % int(save_every_iters) == 0):
+                        save("periodic")
+                        last_save = now
+                if not signum:  # a signal that arrived after the epoch's last step (or killed a loader worker)
+                    signum = max_over_ranks([stop.signum or 0], info, device)[0]
+                if signum:
                     break
-                if save_due:
-                    save("periodic")
-                    last_save = now
-            if time_up and iteration < max_iters:
-                stopped = "max_minutes"
-                break
-            if iteration % iters_per_epoch == 0:
-                logger.log({"train/epoch": iteration // iters_per_epoch}, step=iteration)
-                if iteration < max_iters:
-                    save("epoch")
-                    last_save = time.monotonic()
-        if stopped == "finished" and iteration < total_iters:
-            stopped = "max_iters"
-    except KeyboardInterrupt:
-        stopped = "interrupted"
-        save(stopped, wait=False)  # the other ranks may be gone already
+                if time_up and iteration < max_iters:
+                    stopped = "max_minutes"
+                    break
+                if iteration % iters_per_epoch == 0:
+                    logger.log({"train/epoch": iteration // iters_per_epoch}, step=iteration)
+                    if iteration < max_iters and saved_at != iteration:
+                        save("epoch")
+                        last_save = time.monotonic()
+            if signum:
+                stopped = signal.Signals(signum).name
+                save(stopped)
+                message = (
+                    f"stopped by {stopped} after iteration {iteration}/{total_iters}; checkpoint saved to "
+                    f"{ckpt_path}. Run the same command again to resume (or add resume={run_dir})"
+                )
+                if info.is_main:
+                    print(message, flush=True)
+                stop.hand_over()
+                raise TrainingInterrupted(signum, message)
+    finally:
         bar.close()
         logger.finish()
-        raise
+    if stopped == "finished" and iteration < total_iters:
+        stopped = "max_iters"
     save(stopped)
-    bar.close()
-    logger.finish()
     loss_sum, loss_count = all_reduce_sum([loss_sum, loss_count], info, device)
     if info.is_main:
         print(f"checkpoint ({stopped}, iteration {iteration}/{total_iters}): {ckpt_path}")
     return {
-        "checkpoint": str(ckpt_path),
-        "start_iteration": start_iteration,
+        **summary,
+        **_progress(iteration, iters_per_epoch, total_iters, stopped),
+        "loss": loss_sum / loss_count if loss_count else math.nan,
+        "world_size": info.world_size,
+    }
+
+
+def _progress(iteration: int, iters_per_epoch: int, total_iters: int, stopped: str) -> dict[str, Any]:
+    return {
         "iteration": iteration,
         "epoch": iteration // iters_per_epoch,
         "total_iters": total_iters,
         "finished": iteration >= total_iters,
         "stopped": stopped,
-        "loss": loss_sum / loss_count if loss_count else float("nan"),
-        "world_size": info.world_size,
     }

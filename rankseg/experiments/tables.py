@@ -1,14 +1,15 @@
 """Render the paper's result tables from evaluation runs, next to the published numbers.
 
-Inputs are data only: ``results/runs/**/metrics.json`` (one per evaluated checkpoint, written by the
-evaluation code) and ``results/published/published_tables.csv`` (the README tables of Dai & Li, JMLR
-2023). Outputs are ``{dataset}.csv`` (long format, one row per model x loss x rule, percentages) and
-``{dataset}.md`` in the published layout ``Model | Loss | Threshold | Argmax | mRankDice``.
+Inputs are data only: ``results/runs/**/metrics.json`` (one per evaluated run, written by the evaluation code
+at ``{dataset}/{model}/{loss}/{run}/metrics.json``) and ``results/published/published_tables.csv`` (the README
+tables of Dai & Li, JMLR 2023). Outputs are ``{dataset}.csv`` (long format, one row per model x loss x rule,
+percentages) and ``{dataset}.md`` in the published layout ``Model | Loss | Threshold | Argmax | mRankDice``.
 
 ``metrics.json`` schema (fractions in [0, 1], ``null`` for NaN)::
 
-    {"dataset", "model", "loss", "checkpoint", "commit",
-     "rules": {RULE: {"mdice", "miou", "dataset_dice", "dataset_iou", "class_dice": {..}, "class_iou": {..}}}}
+    {"dataset", "model", "loss", "run", "run_config", "checkpoint", "weights_sha256", "eval_settings", "commit",
+     "rules": {RULE: {"mdice", "miou", "dataset_dice", "dataset_iou", "class_dice": {..}, "class_iou": {..},
+                      "weights_sha256", "eval_settings", ...}}}
 
 Run it with ``python scripts/make_tables.py --runs results/runs --out results/tables``.
 """
@@ -327,9 +328,7 @@ def render_markdown(dataset: str, table: pd.DataFrame, typos: pd.DataFrame | Non
         )
     lines.append("")
     if dataset == "kvasir_seg" and with_published:
-        lines.append(
-            "The paper prints one T/argmax column for Kvasir-SEG; it is compared with both columns here."
-        )
+        lines.append("The paper prints one T/argmax column for Kvasir-SEG; it is compared with both columns here.")
         lines.append("")
     if with_published and dataset in ("cityscapes", "voc2012"):
         lines.append(
@@ -341,9 +340,7 @@ def render_markdown(dataset: str, table: pd.DataFrame, typos: pd.DataFrame | Non
     lines.append("|---|---|" + "---|" * len(RULES))
     for (model, loss), grp in table.groupby(["model", "loss"], sort=False):
         recs = {r["rule"]: r for r in grp.to_dict("records")}
-        shown = [
-            round(r["mdice"], 1) for r in recs.values() if r["status"] == "ok" and not math.isnan(r["mdice"])
-        ]
+        shown = [round(r["mdice"], 1) for r in recs.values() if r["status"] == "ok" and not math.isnan(r["mdice"])]
         best = max(shown) if shown else None
         cells = []
         for rule in RULES:

@@ -46,7 +46,9 @@ def test_compose_and_instantiate(name: str, data_dir: Path) -> None:
         overrides += ["dataset.num_train=4", "dataset.num_val=3"]
     cfg = _compose(name, overrides)
     ds_cfg = cfg.dataset
-    assert ds_cfg.name == name and ds_cfg.root == str(data_dir / name)
+    # the synthetic data has one folder per generation setting, so runs of other sizes never clash
+    expected_root = data_dir / name / "64px_4train_3val_seed0" if name == "synthetic" else data_dir / name
+    assert ds_cfg.name == name and ds_cfg.root == str(expected_root)
     assert (ds_cfg.crop_size, ds_cfg.train_crop_size, ds_cfg.batch_size) == (crop, train_crop, batch)
     if epochs is not None:
         assert ds_cfg.epochs == epochs and ds_cfg.encoder_weights == "imagenet"

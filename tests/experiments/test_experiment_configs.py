@@ -15,6 +15,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from rankseg.engine.build import build_model
+from rankseg.engine.runs import run_identity, run_key
 from rankseg.experiments.tables import LOSS_NAMES, MODEL_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -87,10 +88,11 @@ def test_every_table_job_composes_with_protocol_settings(compose, dataset):
         assert train.optimizer.lr == 0.01 and train.optimizer.backbone_lr_mult == 0.1
         assert train.max_minutes is None and train.max_iters is None
         evaluate = compose("evaluate", [f"experiment={dataset}_table", *job])
-        assert (evaluate.batch_size, evaluate.dataset.crop_size) == (eval_batch, eval_crop)
+        assert (evaluate.eval_batch_size, evaluate.dataset.crop_size) == (eval_batch, eval_crop)
         assert list(evaluate.predict) == ["threshold", "argmax", "rankdice"]
-        assert evaluate.ckpt_path == train.ckpt_path  # evaluate finds what train wrote
-        assert evaluate.results_dir == f"results/runs/{dataset}/{train.model.name}/{train.loss.name}"
+        key = run_key(run_identity(train))
+        assert run_key(run_identity(evaluate)) == key  # evaluate finds what train wrote
+        assert key.parent == Path(dataset, train.model.name, train.loss.name)
         seen.add((train.model.name, train.loss.name))
     assert seen == {(m, lo) for m in params["model"] for lo in params["loss"]}
 
@@ -137,10 +139,12 @@ def test_make_synthetic_table_tiny_run(tmp_path, capsys):
         "dataset.crop_size=32", "dataset.train_crop_size=32", "dataset.batch_size=4", "dataset.eval_batch_size=8",
     ]  # fmt: skip
     assert script.main(args) == 0
-    metrics = json.loads((tmp_path / "results/runs/synthetic/pspnet/ce/metrics.json").read_text())
+    (metrics_file,) = (tmp_path / "results/runs/synthetic/pspnet/ce").glob("*/metrics.json")
+    metrics = json.loads(metrics_file.read_text())
     assert (metrics["dataset"], metrics["model"], metrics["loss"]) == ("synthetic", "pspnet", "ce")
     assert set(metrics["rules"]) == {"threshold", "argmax", "rankdice"}
-    assert (tmp_path / "checkpoints/synthetic/pspnet/ce/last.pt").is_file()
+    assert metrics["run"].startswith("resnet18-seed0-") and metrics["run"] == metrics_file.parent.name
+    assert (tmp_path / "checkpoints/synthetic/pspnet/ce" / metrics["run"] / "last.pt").is_file()
     md = (tmp_path / "results/tables/synthetic.md").read_text()
     assert md.startswith("# Synthetic") and "**Synthetic data**" in md and "| PSPNet | CE |" in md
     with (tmp_path / "results/tables/synthetic_timings.csv").open() as fh:

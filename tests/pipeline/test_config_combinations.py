@@ -10,6 +10,7 @@ from hydra.utils import get_object
 from omegaconf import OmegaConf
 
 from rankseg.engine.build import build_loss, build_model, build_rules, param_groups
+from rankseg.engine.runs import run_identity, run_key
 from rankseg.engine.train import model_logits
 from rankseg.metrics import confusion_stats
 from rankseg.models import MissingWeightsError
@@ -47,8 +48,10 @@ def test_defaults(compose):
     assert train.model.encoder_output_stride == 16 and train.model.encoder_name == "resnet101"
     opt = train.optimizer
     assert (opt.lr, opt.momentum, opt.weight_decay, opt.backbone_lr_mult) == (0.01, 0.9, 1e-4, 0.1)
-    assert train.ckpt_path.endswith("synthetic/deeplabv3plus/ce/last.pt")
     evaluate = compose("evaluate")
+    # evaluate.py finds what train.py wrote: both configs name the same run
+    assert run_key(run_identity(evaluate)) == run_key(run_identity(train))
+    assert str(run_key(run_identity(train))).startswith("synthetic/deeplabv3plus/ce/resnet101-seed0-")
     assert list(evaluate.predict) == ["threshold", "argmax", "rankdice"]
     assert evaluate.predict.rankdice.solver == "BA" and evaluate.predict.rankdice.output_mode == "multilabel"
     assert compose("evaluate", ["predict=[rma]"]).predict.rma.output_mode == "multiclass"
@@ -140,9 +143,7 @@ def test_cached_imagenet_weights_are_loaded_without_the_hub(compose, tmp_path, m
     reference = get_encoder("mobilenet_v2", weights=None).state_dict()
     save_file({k: v.contiguous() for k, v in reference.items()}, str(tmp_path / "model.safetensors"))
     (tmp_path / "config.json").write_text("{}")
-    monkeypatch.setattr(
-        huggingface_hub, "try_to_load_from_cache", lambda repo, name, **_: str(tmp_path / name)
-    )
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name, **_: str(tmp_path / name))
     cfg = compose("train", ["model.encoder_name=mobilenet_v2", "model.encoder_weights=imagenet"])
     net = build_model(cfg.model)
     for key, value in net.encoder.state_dict().items():

@@ -17,6 +17,7 @@ from rankseg.engine.build import EpochSampler
 from rankseg.engine.checkpoint import load_checkpoint
 from rankseg.engine.distributed import ShardedBatchSampler, env_info
 from rankseg.engine.evaluate import run_evaluation
+from rankseg.engine.runs import run_identity, run_key
 from rankseg.engine.train import run_training
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,16 +68,19 @@ def checkpoint_root(tmp_path_factory, compose):
 
 def test_two_process_evaluation_equals_one_process(checkpoint_root, compose):
     root = checkpoint_root
-    single = run_evaluation(compose("evaluate", [*tiny(root), RULES, f"results_dir={root / 'one'}"]))
+    cfg = compose("evaluate", [*tiny(root), RULES, f"paths.results_dir={root / 'one'}"])
+    single = run_evaluation(cfg)
     proc = torchrun(
-        "evaluate.py", [*tiny(root), RULES, f"results_dir={root / 'two'}", f"hydra.run.dir={root / 'hydra'}"]
+        "evaluate.py", [*tiny(root), RULES, f"paths.results_dir={root / 'two'}", f"hydra.run.dir={root / 'hydra'}"]
     )
     assert proc.stdout.count("mean (paper)") == 1  # only rank 0 prints the table
-    two = json.loads((root / "two/metrics.json").read_text())
-    one = json.loads((root / "one/metrics.json").read_text())
+    run_dir = Path("runs") / run_key(run_identity(cfg))
+    two = json.loads((root / "two" / run_dir / "metrics.json").read_text())
+    one = json.loads((root / "one" / run_dir / "metrics.json").read_text())
     assert one == single and two["rules"]["argmax"]["num_images"] == 10
     assert_same_numbers(one, two)
-    assert (root / "one/class_scores.csv").read_text() == (root / "two/class_scores.csv").read_text()
+    csv_one, csv_two = (root / part / run_dir / "class_scores.csv" for part in ("one", "two"))
+    assert csv_one.read_text() == csv_two.read_text()
 
 
 def test_eval_batches_are_dealt_round_robin_without_padding():
@@ -102,17 +106,17 @@ def test_single_process_without_torchrun(monkeypatch):
     assert (info.rank, info.world_size, info.is_main, info.distributed) == (0, 1, True, False)
 
 
-def test_two_process_training_checkpoints_and_resumes(tmp_path):
+def test_two_process_training_checkpoints_and_resumes(tmp_path, compose):
     overrides = [*tiny(tmp_path), "logger=none", f"hydra.run.dir={tmp_path / 'hydra'}", "sync_bn=true"]
     proc = torchrun("train.py", [*overrides, "max_iters=3"])
     assert "sync_bn=true needs CUDA" in proc.stdout  # CPU: plain BatchNorm, said once
-    ckpt = tmp_path / "checkpoints/synthetic/deeplabv3plus/ce/last.pt"
+    ckpt = tmp_path / "checkpoints" / run_key(run_identity(compose("train", overrides))) / "last.pt"
     state = load_checkpoint(ckpt)
     assert state["iteration"] == 3 and state["world_size"] == 2 and state["total_iters"] == 8
     assert not any(k.startswith("module.") for k in state["model"])  # loadable without DDP
     assert not list(ckpt.parent.glob("*.tmp"))
     proc = torchrun("train.py", overrides)
-    assert proc.stdout.count("resuming from") == 1 and "iteration 3/8" in proc.stdout
+    assert proc.stdout.count("resuming at iteration 3/8") == 1
     state = load_checkpoint(ckpt)
     assert state["iteration"] == 8 and state["finished"]
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

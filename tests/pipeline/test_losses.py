@@ -104,6 +104,4 @@ def test_loss_configs_instantiate_and_backprop(compose, name):
 def test_ce_config_equals_torch(compose):
     loss_fn = build_loss(compose("train", ["loss=ce"]).loss)
     logits, target = _batch()
-    torch.testing.assert_close(
-        loss_fn(logits, target), F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
-    )
+    torch.testing.assert_close(loss_fn(logits, target), F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX))
