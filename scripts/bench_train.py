@@ -75,10 +75,10 @@ def render(rows: dict[str, tuple[float, int, int, int]], device: torch.device, r
         "|---|---|---:|---:|---:|",
     ]
     for name, (sec, batch, side, steps) in rows.items():
-        lines.append(
-            f"| {name} | {batch} x {side}x{side} | {sec:.2f} | {batch / sec:.1f} | "
-            f"{steps} steps, {steps * sec / 60:.0f} min |"
-        )
+        total = steps * sec
+        duration = f"{total / 60:.0f} min" if total >= 60 else f"{total:.0f} s"
+        cells = [name, f"{batch} x {side}x{side}", f"{sec:.2f}", f"{batch / sec:.1f}", f"{steps} steps, {duration}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
