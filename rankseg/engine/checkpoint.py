@@ -24,6 +24,7 @@ __all__ = [
     "ClassCountMismatchError",
     "check_num_classes",
     "load_checkpoint",
+    "check_same_run",
     "save_checkpoint",
     "stored_identity",
     "weights_sha256",
@@ -158,3 +159,18 @@ def stored_identity(state: Mapping[str, Any], path: str | os.PathLike[str]) -> d
             f"{path} records no complete training config (missing {err}), so it cannot be matched to a run of "
             "this project. Retrain with train.py, or delete the file"
         ) from None
+
+
+def check_same_run(
+    state: Mapping[str, Any], path: str | os.PathLike[str], identity: Mapping[str, Any], problem: str, fix: str
+) -> None:
+    """Refuse a loaded checkpoint whose stored run identity differs from ``identity``.
+
+    Raises:
+        CheckpointError: ``"{problem} (key=stored there, requested here; ...). {fix}"``.
+    """
+    from rankseg.engine.runs import config_diff, describe_diff
+
+    diff = config_diff(stored_identity(state, path), identity)
+    if diff:
+        raise CheckpointError(f"{problem} ({describe_diff(diff)}). {fix}")

@@ -41,6 +41,7 @@ from rankseg.engine.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
     check_num_classes,
+    check_same_run,
     load_checkpoint,
     stored_identity,
     weights_sha256,
@@ -52,7 +53,7 @@ from rankseg.engine.runs import (
     CHECKPOINT_FILE,
     RUN_FILE,
     config_diff,
-    identity_digest,
+    describe_diff,
     run_identity,
     run_key,
     run_name,
@@ -75,13 +76,6 @@ def train_command(cfg: DictConfig) -> str:
     return "python train.py " + " ".join(shlex.quote(a) for a in args)
 
 
-def _show_diff(diff: list[tuple[str, Any, Any]], limit: int = 5) -> str:
-    parts = [f"{k}={a!r} there, {b!r} here" for k, a, b in diff[:limit]]
-    if any(k == "batch_size" for k, _, _ in diff):
-        parts.append("(batch_size is the training batch; eval_batch_size sets the evaluation batch)")
-    return "; ".join(parts) + (f"; and {len(diff) - limit} more" if len(diff) > limit else "")
-
-
 def _other_runs(cfg: DictConfig, identity: dict[str, Any]) -> list[str]:
     """One line per run folder next to the requested one (same dataset, model and loss) saying how it differs."""
     parent = (Path(cfg.paths.checkpoint_dir) / run_key(identity)).parent
@@ -94,7 +88,7 @@ def _other_runs(cfg: DictConfig, identity: dict[str, Any]) -> list[str]:
         except (OSError, ValueError, KeyError, TypeError):
             lines.append(f"  {run_file.parent}: unreadable {RUN_FILE} (evaluate it with ckpt_path=)")
             continue
-        lines.append(f"  {run_file.parent.name}: {_show_diff(diff)}")
+        lines.append(f"  {run_file.parent.name}: {describe_diff(diff)}")
     if (parent / CHECKPOINT_FILE).is_file():
         lines.append(f"  {parent / CHECKPOINT_FILE}: a checkpoint of the layout before run folders (ckpt_path=)")
     return lines
@@ -129,7 +123,7 @@ def locate_checkpoint(cfg: DictConfig) -> Path:
     raise CheckpointNotFoundError(message)
 
 
-def _check_fits(cfg: DictConfig, stored: dict[str, Any], requested: dict[str, Any], path: Path) -> None:
+def _check_fits(stored: dict[str, Any], requested: dict[str, Any], path: Path) -> None:
     """Refuse a checkpoint whose dataset, model (other than ``encoder_weights``) or loss contradict the config."""
 
     def network(identity: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +146,7 @@ def _check_fits(cfg: DictConfig, stored: dict[str, Any], requested: dict[str, An
         else:
             fixes.append(f"{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}")
     raise CheckpointError(
-        f"checkpoint {path} does not fit this evaluation: {_show_diff(shown)} ('there' = the checkpoint). "
+        f"checkpoint {path} does not fit this evaluation: {describe_diff(shown)} ('there' = the checkpoint). "
         f"Add {' '.join(fixes)} to the command, or pick another ckpt_path="
     )
 
@@ -308,12 +302,10 @@ def _load_network(cfg: DictConfig, ckpt_path: Path) -> tuple[dict[str, Any], dic
     identity = stored_identity(state, ckpt_path)
     requested = run_identity(cfg)
     if cfg.get("ckpt_path"):
-        _check_fits(cfg, identity, requested, ckpt_path)
-    elif identity_digest(identity) != identity_digest(requested):
-        raise CheckpointError(
-            f"{ckpt_path} holds another run than its folder says ({_show_diff(config_diff(identity, requested))}); "
-            "it was moved or edited: evaluate it with ckpt_path=, or retrain"
-        )
+        _check_fits(identity, requested, ckpt_path)
+    else:
+        problem = f"{ckpt_path} holds another run than its folder says"
+        check_same_run(state, ckpt_path, requested, problem, "It was moved or edited: use ckpt_path=, or retrain")
     model = build_model(cfg.model, pretrained=False)
     try:
         model.load_state_dict(state["model"])

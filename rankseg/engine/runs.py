@@ -39,6 +39,7 @@ __all__ = [
     "RUN_FILE",
     "check_path_component",
     "config_diff",
+    "describe_diff",
     "identity_digest",
     "run_identity",
     "run_key",
@@ -155,3 +156,13 @@ def config_diff(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> list
     absent = "<absent>"
     keys = sorted(set(a) | set(b))
     return [(k, a.get(k, absent), b.get(k, absent)) for k in keys if a.get(k, absent) != b.get(k, absent)]
+
+
+def describe_diff(diff: list[tuple[str, Any, Any]], limit: int = 6) -> str:
+    """``key=stored there, requested here; ...`` for the first ``limit`` entries of :func:`config_diff`."""
+    parts = [f"{k}={a!r} there, {b!r} here" for k, a, b in diff[:limit]]
+    if len(diff) > limit:
+        parts.append(f"and {len(diff) - limit} more")
+    if any(k == "batch_size" for k, _, _ in diff):
+        parts.append("(batch_size is the training batch; eval_batch_size sets the evaluation batch)")
+    return "; ".join(parts)

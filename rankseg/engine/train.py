@@ -43,14 +43,13 @@ from rankseg.engine.build import (
     seed_everything,
     seed_step,
 )
-from rankseg.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, stored_identity
+from rankseg.engine.checkpoint import CheckpointError, check_same_run, load_checkpoint, save_checkpoint
 from rankseg.engine.config_checks import ConfigError, check_train_config
 from rankseg.engine.distributed import DistInfo, all_reduce_sum, barrier, max_over_ranks, process_group
 from rankseg.engine.runfiles import atomic_write_json, git_commit
 from rankseg.engine.runs import (
     CHECKPOINT_FILE,
     RUN_FILE,
-    config_diff,
     identity_digest,
     run_identity,
     run_key,
@@ -142,11 +141,6 @@ def _maybe_sync_bn(model: nn.Module, cfg: DictConfig, info: DistInfo, device: to
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
-def _describe_diff(diff: list[tuple[str, Any, Any]], limit: int = 6) -> str:
-    shown = "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in diff[:limit])
-    return shown + (f"; and {len(diff) - limit} more" if len(diff) > limit else "")
-
-
 def _resolve_run(cfg: DictConfig, identity: dict[str, Any], info: DistInfo) -> tuple[Path, dict[str, Any] | None]:
     """(checkpoint path of the run, its loaded state or None for a fresh start) under ``cfg.resume``."""
     resume = cfg.resume
@@ -154,27 +148,27 @@ def _resolve_run(cfg: DictConfig, identity: dict[str, Any], info: DistInfo) -> t
         path = Path(resume).expanduser()
         path = path / CHECKPOINT_FILE if path.is_dir() else path
         state = load_checkpoint(path, hint="Check resume=, or drop it to train this config's own run")
-        diff = config_diff(stored_identity(state, path), identity)
-        if diff:
-            raise CheckpointError(
-                f"resume={resume} holds another run: its config differs from this one ({_describe_diff(diff)}). "
-                "Repeat the run's own values on the command line, or drop resume= to train this config's run"
-            )
+        check_same_run(
+            state,
+            path,
+            identity,
+            f"resume={resume} holds another run: its config differs from this one",
+            "Repeat the run's own values on the command line, or drop resume= to train this config's run",
+        )
         return path, state
     path = Path(cfg.paths.checkpoint_dir) / run_key(identity) / CHECKPOINT_FILE
     if not path.is_file():
+        legacy = path.parent.parent / CHECKPOINT_FILE
+        if info.is_main and legacy.is_file():
+            print(f"note: {legacy} (the layout before run folders) is not resumed; continue it with resume={legacy}")
         return path, None
     if not resume:
         if info.is_main:
             print(f"resume=false: starting run {run_name(identity)} over; {path} will be replaced")
         return path, None
     state = load_checkpoint(path, hint="Delete it, or start the run over with resume=false")
-    stored = stored_identity(state, path)
-    if identity_digest(stored) != identity_digest(identity):
-        raise CheckpointError(
-            f"{path} holds another config than its folder name says ({_describe_diff(config_diff(stored, identity))}); "
-            "it was moved or edited. Delete it, or start over with resume=false"
-        )
+    problem = f"{path} holds another config than its folder name says"
+    check_same_run(state, path, identity, problem, "It was moved or edited: delete it, or start over with resume=false")
     return path, state
 
 

@@ -125,7 +125,7 @@ def test_resume_false_starts_over_and_resume_path_must_be_the_same_run(compose, 
     cont = run_training(train_cfg(compose, tmp_path, "max_iters=2", f"resume={moved}"))
     assert cont["start_iteration"] == 1 and cont["checkpoint"] == str(moved / "last.pt")
     # ... but only when its config is this one; the message names the differing keys and values
-    with pytest.raises(CheckpointError, match=r"optimizer\.lr: 0\.01 there, 0\.5 here"):
+    with pytest.raises(CheckpointError, match=r"optimizer\.lr=0\.01 there, 0\.5 here"):
         run_training(train_cfg(compose, tmp_path, "optimizer.lr=0.5", f"resume={moved}"))
 
 
@@ -433,3 +433,15 @@ def test_entrypoints_exit_code_2_with_one_message(tmp_path):
 def test_run_name_is_readable():
     identity = {"model": {"encoder_name": "tu-convnext/tiny"}, "seed": 3, "dataset": {}, "loss": {}}
     assert run_name(identity).startswith("tu-convnext_tiny-seed3-") and len(run_name(identity).split("-")[-1]) == 8
+
+
+def test_checkpoint_of_the_old_layout_is_named_not_resumed(trained, compose, tmp_path, capsys):
+    root, *_ = trained
+    state = load_checkpoint(root / "checkpoints" / run_dir(compose, root) / "last.pt")
+    state["iteration"] = 7
+    legacy = tmp_path / "checkpoints/synthetic/deeplabv3plus/ce/last.pt"  # where train.py used to write
+    save_checkpoint(legacy, state)
+    fresh = run_training(train_cfg(compose, tmp_path, "max_iters=1"))
+    assert fresh["start_iteration"] == 0 and f"resume={legacy}" in capsys.readouterr().out
+    moved = run_training(train_cfg(compose, tmp_path, f"resume={legacy}"))
+    assert moved["start_iteration"] == 7 and moved["iteration"] == 8 and moved["checkpoint"] == str(legacy)
