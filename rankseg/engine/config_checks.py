@@ -23,6 +23,13 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message names the key and what to set instead."""
 
 
+def _component(value: Any, key: str) -> None:
+    try:
+        check_path_component(value, key)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -67,7 +74,7 @@ def _check_device(cfg: DictConfig) -> None:
 
 def _check_dataset(cfg: DictConfig) -> None:
     ds = cfg.dataset
-    check_path_component(ds.name, "dataset.name")
+    _component(ds.name, "dataset.name")
     _int(cfg, "dataset.num_classes", 1)
     _int(cfg, "dataset.ignore_index", 0)
     _int(cfg, "dataset.num_workers", 0)
@@ -90,8 +97,8 @@ def _check_dataset(cfg: DictConfig) -> None:
 
 def _check_run_keys(cfg: DictConfig) -> None:
     """Keys of the run identity (``configs/training.yaml``) and the names that become folders."""
-    check_path_component(cfg.model.name, "model.name")
-    check_path_component(cfg.loss.name, "loss.name")
+    _component(cfg.model.name, "model.name")
+    _component(cfg.loss.name, "loss.name")
     _int(cfg, "seed", 0)
     _int(cfg, "epochs", 1)
     _int(cfg, "batch_size", 1)
@@ -102,11 +109,10 @@ def _check_run_keys(cfg: DictConfig) -> None:
     _number(cfg, "optimizer.poly_power", 0.0, strict=False)
 
 
-def _wrap(check) -> None:
-    try:
-        check()
-    except ValueError as err:  # check_path_component raises ValueError
-        raise ConfigError(str(err)) from None
+def _check_common(cfg: DictConfig) -> None:
+    _check_dataset(cfg)
+    _check_run_keys(cfg)
+    _check_device(cfg)
 
 
 def check_train_config(cfg: DictConfig) -> None:
@@ -115,21 +121,15 @@ def check_train_config(cfg: DictConfig) -> None:
     Raises:
         ConfigError: the first problem found.
     """
-
-    def run() -> None:
-        _check_dataset(cfg)
-        _check_run_keys(cfg)
-        _check_device(cfg)
-        _int(cfg, "max_iters", 1, optional=True)
-        _int(cfg, "save_every_iters", 1, optional=True)
-        _int(cfg, "log_every", 1)
-        _number(cfg, "max_minutes", 0.0, strict=True, optional=True)
-        _number(cfg, "save_every_minutes", 0.0, strict=True, optional=True)
-        resume = cfg.get("resume")
-        if not isinstance(resume, bool) and not (isinstance(resume, str) and resume.strip()):
-            raise ConfigError(f"resume must be true, false or the path of a run, got {resume!r}")
-
-    _wrap(run)
+    _check_common(cfg)
+    _int(cfg, "max_iters", 1, optional=True)
+    _int(cfg, "save_every_iters", 1, optional=True)
+    _int(cfg, "log_every", 1)
+    _number(cfg, "max_minutes", 0.0, strict=True, optional=True)
+    _number(cfg, "save_every_minutes", 0.0, strict=True, optional=True)
+    resume = cfg.get("resume")
+    if not isinstance(resume, bool) and not (isinstance(resume, str) and resume.strip()):
+        raise ConfigError(f"resume must be true, false or the path of a run, got {resume!r}")
 
 
 def check_evaluate_config(cfg: DictConfig) -> None:
@@ -138,22 +138,16 @@ def check_evaluate_config(cfg: DictConfig) -> None:
     Raises:
         ConfigError: the first problem found.
     """
-
-    def run() -> None:
-        _check_dataset(cfg)
-        _check_run_keys(cfg)
-        _check_device(cfg)
-        _int(cfg, "eval_batch_size", 1)
-        predict = cfg.get("predict")
-        if not predict:
-            raise ConfigError(
-                "predict is empty: name at least one rule, e.g. predict=[threshold,argmax,rankdice] "
-                "(the rules are the files in configs/predict/)"
-            )
-        for name in predict:
-            check_path_component(name, f"predict.{name}")
-        ckpt = cfg.get("ckpt_path")
-        if ckpt is not None and not (isinstance(ckpt, str) and ckpt.strip()):
-            raise ConfigError(f"ckpt_path must be a path or null, got {ckpt!r}")
-
-    _wrap(run)
+    _check_common(cfg)
+    _int(cfg, "eval_batch_size", 1)
+    predict = cfg.get("predict")
+    if not predict:
+        raise ConfigError(
+            "predict is empty: name at least one rule, e.g. predict=[threshold,argmax,rankdice] "
+            "(the rules are the files in configs/predict/)"
+        )
+    for name in predict:
+        _component(name, f"predict.{name}")
+    ckpt = cfg.get("ckpt_path")
+    if ckpt is not None and not (isinstance(ckpt, str) and ckpt.strip()):
+        raise ConfigError(f"ckpt_path must be a path or null, got {ckpt!r}")
