@@ -52,14 +52,18 @@ def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
 
 
 def git_commit() -> str | None:
-    """The commit of the repository holding this file (``-dirty`` with local changes), or None."""
+    """The commit of the repository holding this file (``-dirty`` with local changes to tracked files outside
+    ``results/``, i.e. to the code and configs that produce numbers), or None.
+
+    Changes under ``results/`` do not count: the make targets that rebuild the shipped results write there while
+    they run, and their own output says nothing about the code that produced it."""
     root = Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
             cwd=root,
             capture_output=True,
             text=True,
