@@ -294,8 +294,9 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _load_network(cfg: DictConfig, ckpt_path: Path) -> tuple[dict[str, Any], dict[str, Any], torch.nn.Module, str]:
-    """(stored config, its run identity, the network with the checkpoint's weights, their hash), after checking
-    that the checkpoint is ours and fits ``cfg``. The network comes from ``cfg.model`` (project configs only)."""
+    """(checkpoint state without the weights, its run identity, the network with the checkpoint's weights, their
+    hash), after checking that the checkpoint is ours and fits ``cfg``. The network comes from ``cfg.model``
+    (project configs only)."""
     state = load_checkpoint(ckpt_path, map_location="cpu", hint=_EVAL_HINT)
     stored_cfg = state["config"]
     check_num_classes(stored_cfg["dataset"].get("num_classes"), cfg.dataset.num_classes, ckpt_path, cfg.dataset.name)
@@ -315,19 +316,24 @@ def _load_network(cfg: DictConfig, ckpt_path: Path) -> tuple[dict[str, Any], dic
             f"the weights in {ckpt_path} do not fit model {cfg.model.name!r} as configured: "
             f"{' '.join(lines)[:400]}. {_EVAL_HINT}"
         ) from None
-    return stored_cfg, identity, model, weights_sha256(state["model"])
+    weights = state.pop("model")
+    return state, identity, model, weights_sha256(weights)
 
 
 def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.device) -> dict[str, Any]:
     say = print if info.is_main else (lambda *args, **kwargs: None)
-    stored_cfg, identity, model, weights_hash = _load_network(cfg, ckpt_path)
+    state, identity, model, weights_hash = _load_network(cfg, ckpt_path)
+    iteration, total = state["iteration"], state.get("total_iters")
+    progress = {"iteration": iteration, "total_iters": total}
+    if total is not None and iteration < total:
+        say(f"note: {ckpt_path} is at iteration {iteration}/{total}: its training has not finished")
     # The checkpoint's own config files the results (a run is never filed under the command line's names).
     out_dir = Path(cfg.paths.results_dir) / "runs" / run_key(identity)
     if info.is_main:
         with file_lock(out_dir / METRICS_FILE):
             _read_metrics(out_dir / METRICS_FILE)  # a corrupt file is moved aside now, not after the evaluation
     model.to(device).eval()
-    loss_cfg = stored_cfg["loss"]
+    loss_cfg = state["config"]["loss"]
     activation, proper = str(loss_cfg.get("activation", "softmax")), bool(loss_cfg.get("proper", False))
 
     rules = build_rules(cfg.predict)
@@ -403,6 +409,7 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
             "run_config": identity,
             "checkpoint": str(ckpt_path),
             "weights_sha256": weights_hash,
+            "training": progress,
             "eval_settings": settings,
             "commit": git_commit(),
         }
@@ -419,7 +426,7 @@ def _report(
 ) -> dict[str, Any]:
     """Aggregate, print the table, merge into ``metrics.json`` and render ``class_scores.csv``."""
     class_names = [str(n) for n in cfg.dataset.class_names]
-    provenance = {k: header[k] for k in ("checkpoint", "weights_sha256", "eval_settings", "commit")}
+    provenance = {k: header[k] for k in ("checkpoint", "weights_sha256", "training", "eval_settings", "commit")}
     records = {}
     for name, stats in counts.items():
         scores = aggregate(*stats, classes_of_interest=coi)

@@ -7,7 +7,8 @@ percentages) and ``{dataset}.md`` in the published layout ``Model | Loss | Thres
 
 ``metrics.json`` schema (fractions in [0, 1], ``null`` for NaN)::
 
-    {"dataset", "model", "loss", "run", "run_config", "checkpoint", "weights_sha256", "eval_settings", "commit",
+    {"dataset", "model", "loss", "run", "run_config", "checkpoint", "weights_sha256", "training", "eval_settings",
+     "commit",
      "rules": {RULE: {"mdice", "miou", "dataset_dice", "dataset_iou", "class_dice": {..}, "class_iou": {..},
                       "weights_sha256", "eval_settings", ...}}}
 

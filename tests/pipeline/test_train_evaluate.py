@@ -143,6 +143,7 @@ def test_evaluate_three_rules_then_merge_a_fourth(trained, compose, capsys):
     state = load_checkpoint(root / "checkpoints" / key / "last.pt")
     assert data["weights_sha256"] == weights_sha256(state["model"]) and data["run_config"]["seed"] == 0
     assert data["eval_settings"]["val"]["crop_size"] == 32 and data["eval_settings"]["reference_ignore"] is False
+    assert data["training"] == {"iteration": 8, "total_iters": 8}
     assert list(data["rules"]) == ["threshold", "argmax", "rankdice"]
     for rec in data["rules"].values():
         assert RULE_KEYS <= set(rec) and rec["weights_sha256"] == data["weights_sha256"]
@@ -165,7 +166,9 @@ def test_evaluate_three_rules_then_merge_a_fourth(trained, compose, capsys):
 
 def test_records_of_other_weights_or_settings_are_dropped(compose, tmp_path, capsys):
     first = run_training(train_cfg(compose, tmp_path, "max_iters=1"))
+    capsys.readouterr()
     run_evaluation(eval_cfg(compose, tmp_path, "predict=[threshold,argmax]"))
+    assert "is at iteration 1/8: its training has not finished" in capsys.readouterr().out
     path = tmp_path / "results/runs" / run_dir(compose, tmp_path) / "metrics.json"
     # the same network re-evaluated with other settings: the old records go
     run_evaluation(eval_cfg(compose, tmp_path, "predict=[rma]", "reference_ignore=true"))
