@@ -251,9 +251,8 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
     start_iteration = iteration
     resolved = OmegaConf.to_container(cfg, resolve=True)
     commit = git_commit()
-    environment = {
+    environment = {  # not part of the run: a requeued job may resume on another machine (world_size: below)
         "device": device.type,
-        "world_size": info.world_size,
         "amp": use_amp,
         "sync_bn": bool(cfg.get("sync_bn", False)),
         "torch": str(torch.__version__),
