@@ -84,7 +84,3 @@ class StopSignals:
 
     def __exit__(self, *exc: object) -> None:
         self._restore()
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum is not None else ""
