@@ -536,8 +536,9 @@ def ratio_masks_at_estimate(p: torch.Tensor, ratio: Ratio, v: torch.Tensor, work
     num, den = rn.num_den(s0, n0)
     f = num - v_np * den
     v_hi = np.where(f < 0, v_np, v_np + f / rn.slope)
-    below = f < -SCORE_SLACK * (np.abs(num) + np.abs(v_np * den))
-    above = f > SCORE_SLACK * (np.abs(num) + np.abs(v_np * den))
+    slack = SCORE_SLACK * np.abs(num) + SCORE_SLACK * np.abs(v_np * den)  # scaled first: num ~ s may be ~1e308
+    below = f < -slack
+    above = f > slack
     general = ~(below | above) | ((v_hi - v_lo) > _ESTIMATE_TOL * np.maximum(v_lo, 1e-300))
     lo = threshold_below(torch.from_numpy(np.clip(rn.cut(v_lo * (1 - _SLACK)), -1.0, 2.0)), p.dtype).numpy()
     hi = threshold_below(torch.from_numpy(np.clip(rn.cut(v_hi * (1 + _SLACK) + 1e-300), -1.0, 2.0)), p.dtype)

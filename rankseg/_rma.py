@@ -34,14 +34,7 @@ from rankseg._band import (
     start_score,
 )
 from rankseg._common import masks_by_chunks, scratch, sort_descending, top_tau_mask, use_numpy
-from rankseg._validation import (
-    check_policy,
-    check_prob_values,
-    check_probs_structure,
-    check_pruning_prob,
-    check_safe_screening,
-    check_smooth,
-)
+from rankseg._validation import check_probs_structure, check_rma_args
 
 __all__ = ["rankseg_rma"]
 
@@ -68,19 +61,32 @@ def _ratio_masks(p: torch.Tensor, metric: str, smooth: float, width: int, p_max:
     return mask_above(band, band_dinkelbach(band, ratio, bracket.v_lo))
 
 
-def _dice_smooth_tau(vals: torch.Tensor, smooth: float) -> torch.Tensor:
-    """RMA Dice tau for s > 0 from rows sorted in descending order; ties to the smaller tau.
+def _sorted_tau(vals: torch.Tensor, metric: str, smooth: float) -> torch.Tensor:
+    """RMA tau from rows sorted in descending order (Dice with s > 0, IoU with s > 1e6); ties to the smaller tau.
 
-    Scores are shifted by -1 (pi - 1 = 2S/(N + 1) - (mu + tau)/N with N = mu + tau + s), which keeps their
-    differences exact in float64 even for very large s.
+    Dice scores are shifted by -1 (pi - 1 = 2S/(N + 1) - (mu + tau)/N with N = mu + tau + s), which keeps their
+    differences exact in float64. Above s = 1e6 both metrics use the scores scaled by s, s (pi - 1), as 0.0.8
+    does: Dice 2S/(1 + (a + 1)/s) - a/(1 + a/s), IoU (2S - a)/(1 + (a - S)/s), a = mu + tau. Their first-order
+    terms (2S - a) then decide exactly, so as s grows the rule tends to p > 1/2 with p = 1/2 left out; the
+    unscaled differences, O(1/s^2) there, would be rounding noise.
+
+    Shape:
+        vals: (R, d) sorted descending.  output: (R,) int64 in [0, d].
     """
     f64 = torch.float64
     cums = vals.cumsum(1, dtype=f64)
     mu = cums[:, -1:]
     tau = torch.arange(0, vals.shape[1] + 1, device=vals.device, dtype=f64).unsqueeze(0)
     total = torch.cat([torch.zeros_like(mu), cums], 1)
-    big_n = mu + tau + smooth
-    score = 2 * total / (big_n + 1) - (mu + tau) / big_n
+    a = mu + tau
+    if smooth > _SCALED_SMOOTH:
+        if metric == "dice":
+            score = 2 * total / (1 + (a + 1) / smooth) - a / (1 + a / smooth)
+        else:
+            score = (2 * total - a) / (1 + (a - total) / smooth)
+    else:
+        big_n = a + smooth
+        score = 2 * total / (big_n + 1) - a / big_n
     return score.argmax(1)
 
 
@@ -101,12 +107,12 @@ def rma_row_masks(
     Shape:
         rows: (R, d) compute dtype.  solve: (R,) bool.  output: (R, d) bool.
     """
-    use_sort = metric == "dice" and smooth > 0
+    use_sort = (metric == "dice" and smooth > 0) or smooth > _SCALED_SMOOTH
 
     def solve_chunk(p: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         if use_sort:
             vals = sort_descending(p)
-            return top_tau_mask(p, vals, _dice_smooth_tau(vals, smooth))
+            return top_tau_mask(p, vals, _sorted_tau(vals, metric, smooth))
         return _ratio_masks(p, metric, smooth, width, p.amax(1) if maxima is None else maxima[ids])
 
     # Peak temporaries per pixel of a chunk (float32 rows): the sort path ~61-67 bytes; the band path one
@@ -223,22 +229,11 @@ def rankseg_rma(
         multilabel: bool (B, C, *spatial); multiclass: int64 (B, *spatial). On the input's device.
     """
     check_probs_structure(probs)
-    if metric not in ("dice", "iou"):
-        raise ValueError("metric should be iou or dice")
-    if output_mode not in ("multiclass", "multilabel"):
-        raise ValueError("output_mode should be multiclass or multilabel")
-    if unassigned_policy == "void" and output_mode != "multiclass":
-        raise ValueError("unassigned_policy='void' is only supported when output_mode='multiclass'")
-    if void_index != 255 and (output_mode != "multiclass" or unassigned_policy != "void"):
-        raise ValueError("a non-default void_index requires output_mode='multiclass' and unassigned_policy='void'")
-    smooth = check_smooth(smooth)
-    pruning_prob = check_pruning_prob(pruning_prob)
-    check_safe_screening(safe_screening)
     with torch.no_grad():
-        maxima = check_prob_values(probs)
-        if output_mode == "multiclass":
-            unassigned_policy, void_index = check_policy(unassigned_policy, void_index, probs.shape[1])
-        return _rma(probs, metric, smooth, output_mode, pruning_prob, unassigned_policy, void_index, maxima)
+        metric, smooth, output_mode, pruning_prob, policy, void_index, maxima = check_rma_args(
+            probs, metric, smooth, output_mode, pruning_prob, unassigned_policy, void_index, safe_screening
+        )
+        return _rma(probs, metric, smooth, output_mode, pruning_prob, policy, void_index, maxima)
 
 
 def _rma(

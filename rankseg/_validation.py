@@ -47,6 +47,11 @@ _SUPPORT: dict[tuple[str, str, bool], tuple[str, ...]] = {
 
 _MULTICLASS_PARAMS = ("unassigned_policy", "void_index")
 
+_SINGLE_CHANNEL = (
+    "Single-channel probabilities cannot produce a binary multiclass label map; use output_mode='multilabel' or "
+    "provide background and foreground channels"
+)
+
 
 def _allowed_params(solver: str, output_mode: str) -> tuple[str, ...]:
     if solver == "rma":
@@ -98,6 +103,36 @@ def check_prob_values(probs: torch.Tensor) -> torch.Tensor | None:
     return maxima
 
 
+def validate_probability_tensor(
+    probs: Any, *, check_values: bool = True, return_bounds: bool = False
+) -> tuple[float, float] | None:
+    """0.0.8's public check of a probability tensor: structure, then (optionally) values.
+
+    Args:
+        probs: the tensor to check, (B, C, *spatial).
+        check_values: also scan the values (finite, in [0, 1]); this reads the whole tensor.
+        return_bounds: return the (min, max) of the values found by the scan.
+
+    Returns:
+        (min, max) as Python floats when ``check_values`` and ``return_bounds`` and the tensor is non-empty;
+        otherwise None.
+    """
+    check_probs_structure(probs)
+    if not check_values or probs.numel() == 0:
+        return None
+    lo, hi = (float(v) for v in torch.aminmax(probs.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("probs must contain only finite values")
+    if lo < 0 or hi > 1:
+        raise ValueError("probs must be in the range [0, 1]")
+    return (lo, hi) if return_bounds else None
+
+
+def validate_finite_real(name: str, value: Any) -> float:
+    """0.0.8's public check of a real, finite number (bool, str and tensors refused); returns it as float."""
+    return check_real(name, value)
+
+
 def check_real(name: str, value: Any) -> float:
     """A real, finite number; bool, str and tensors are refused."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -135,18 +170,64 @@ def check_safe_screening(value: Any) -> bool | str:
     raise TypeError("safe_screening must be a bool or 'auto'")
 
 
-def check_policy(unassigned_policy: Any, void_index: Any, num_class: int) -> tuple[str, int]:
-    """The multiclass unassigned-pixel policy and its void label."""
-    if unassigned_policy not in ("max_score", "void"):
+def _norm(value: Any) -> Any:
+    """A string argument as 0.0.8 matches it (stripped, lower case); anything else unchanged."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def check_integral(name: str, value: Any) -> int:
+    """An int (bool refused), as 0.0.8's ``validate_integral``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int")
+    return int(value)
+
+
+def check_rma_args(
+    probs: torch.Tensor,
+    metric: Any,
+    smooth: Any,
+    output_mode: Any,
+    pruning_prob: Any,
+    unassigned_policy: Any,
+    void_index: Any,
+    safe_screening: Any,
+) -> tuple[str, float, str, float, str, int, torch.Tensor | None]:
+    """The argument checks of 0.0.8's ``rankseg_rma``, in its order, after the structural checks.
+
+    Values first (finite, then in [0, 1]), then the types of metric, output_mode, unassigned_policy and
+    safe_screening, smooth, pruning_prob, the normalised names, single-channel multiclass, the policy's name,
+    void_index's type, and the policy/void_index combinations.
+
+    Returns:
+        (metric, smooth, output_mode, pruning_prob, policy, void_index, row maxima or None for an empty input).
+    """
+    maxima = check_prob_values(probs)
+    for name, value in (("metric", metric), ("output_mode", output_mode), ("unassigned_policy", unassigned_policy)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string")
+    check_safe_screening(safe_screening)
+    smooth = check_smooth(smooth)
+    pruning_prob = check_pruning_prob(pruning_prob)
+    metric, output_mode, policy = _norm(metric), _norm(output_mode), _norm(unassigned_policy)
+    if metric not in ("iou", "dice"):
+        raise ValueError("metric should be iou or dice")
+    if output_mode not in _OUTPUT_MODES:
+        raise ValueError("output_mode should be multiclass or multilabel")
+    if output_mode == "multiclass" and probs.shape[1] == 1:
+        raise ValueError(_SINGLE_CHANNEL)
+    if policy not in ("max_score", "void"):
         raise ValueError("unassigned_policy should be max_score or void")
-    if isinstance(void_index, bool) or not isinstance(void_index, numbers.Integral):
-        raise TypeError("void_index must be an int")
-    void_index = int(void_index)
-    if not -(2**63) <= void_index < 2**63:
-        raise ValueError("void_index must be representable as torch.int64")
-    if unassigned_policy == "void" and 0 <= void_index < num_class:
-        raise ValueError("void_index must lie outside the valid class index range [0, num_class)")
-    return unassigned_policy, void_index
+    void_index = check_integral("void_index", void_index)
+    if output_mode == "multilabel" and policy != "max_score":
+        raise ValueError("unassigned_policy='void' is only supported when output_mode='multiclass'")
+    if void_index != 255 and (output_mode != "multiclass" or policy != "void"):
+        raise ValueError("a non-default void_index requires output_mode='multiclass' and unassigned_policy='void'")
+    if output_mode == "multiclass" and policy == "void":
+        if not -(2**63) <= void_index < 2**63:
+            raise ValueError("void_index must be representable as torch.int64")
+        if 0 <= void_index < probs.shape[1]:
+            raise ValueError("void_index must lie outside the valid class index range [0, num_class)")
+    return metric, smooth, output_mode, pruning_prob, policy, void_index, maxima
 
 
 def _display(solver: str) -> str:
@@ -179,22 +260,15 @@ def validate_call(
         raise ValueError(f"Unknown output mode: {mode}")
     single = probs.shape[1] == 1
     if single and mode == "multiclass":
-        raise ValueError(
-            "Single-channel probabilities cannot produce a binary multiclass label map; use "
-            "output_mode='multilabel' or provide background and foreground channels"
-        )
+        raise ValueError(_SINGLE_CHANNEL)
 
     solver_key = solver.strip().lower()
     supported = _SUPPORT[(metric_key, mode, single)]
     if solver_key not in supported:
-        where = f"metric='{metric_key}' with output_mode='{mode}'" + (
-            ", single-channel input" if single else ""
-        )
-        names = ", ".join(_display(s) for s in supported)
-        raise ValueError(
-            f"solver '{_display(solver_key) if solver_key in _SOLVER_NAMES else solver.strip()}' "
-            f"is not supported for {where}; supported solvers: {names}"
-        )
+        where = f"metric={metric_key!r} with output_mode={mode!r}" + (", single-channel input" if single else "")
+        # 0.0.8's list of supported solvers: "exact" works here but is not advertised, so messages stay equal.
+        names = ", ".join(_display(s) for s in supported if s != "exact")
+        raise ValueError(f"solver {_display(solver_key)!r} is not supported for {where}; supported solvers: {names}")
 
     allowed = _allowed_params(solver_key, mode)
     unknown = sorted(k for k in solver_params if k not in allowed)
@@ -203,6 +277,6 @@ def validate_call(
         if solver_key not in ("tr", "argmax"):
             msg += f"; allowed parameters: {', '.join(allowed)}" if allowed else "; allowed parameters: none"
         raise TypeError(msg)
-    if "void_index" in solver_params and solver_params.get("unassigned_policy", "max_score") != "void":
+    if "void_index" in solver_params and _norm(solver_params.get("unassigned_policy", "max_score")) != "void":
         raise ValueError("void_index requires unassigned_policy='void'")
     return Call(metric_key, mode, solver_key, smooth, pruning_prob, dict(solver_params))

@@ -8,19 +8,23 @@ from typing import Any
 import torch
 
 from rankseg import _exact, _multiclass, _rma
+from rankseg._ba import _rankdice_ba, rankdice_ba
+from rankseg._rma import rankseg_rma
 from rankseg._validation import (
     check_eps,
-    check_policy,
     check_prob_values,
-    check_safe_screening,
+    check_rma_args,
     validate_call,
+    validate_finite_real,
+    validate_probability_tensor,
 )
 
-__all__ = ["rankseg"]
+# The names 0.0.8 exposes in ``rankseg.functional`` (its entry point and the helpers it imports there).
+__all__ = ["rankseg", "rankseg_rma", "rankdice_ba", "validate_probability_tensor", "validate_finite_real"]
 
 _ARGMAX_MULTILABEL_WARNING = (
     "The argmax solver returns non-overlapping one-hot masks in multilabel tensor format. Use the TR solver "
-    "for per-class masks that may overlap."
+    "when labels should be thresholded independently."
 )
 
 
@@ -62,22 +66,24 @@ def rankseg(
     if call.solver in ("ba", "trna", "ba+trna"):
         eps = check_eps(params.get("eps", 1e-4))
         maxima = check_prob_values(probs)
-        from rankseg._ba import _rankdice_ba
-
         return _rankdice_ba(probs, call.solver.upper(), call.smooth, eps, call.pruning_prob, maxima)
 
-    maxima = check_prob_values(probs)
     if call.metric == "accuracy":
+        check_prob_values(probs)
         return _accuracy(probs, call.solver, call.output_mode)
 
-    policy, void_index = "max_score", 255
-    if call.solver == "rma":
-        check_safe_screening(params.get("safe_screening", False))
-    if call.output_mode == "multiclass":
-        policy, void_index = check_policy(
-            params.get("unassigned_policy", "max_score"), params.get("void_index", 255), probs.shape[1]
-        )
-    args = (probs, call.metric, call.smooth, call.output_mode, call.pruning_prob, policy, void_index, maxima)
+    # RMA and exact: the checks of 0.0.8's rankseg_rma, which its rankseg() calls with the solver parameters.
+    _, smooth, mode, pruning_prob, policy, void_index, maxima = check_rma_args(
+        probs,
+        call.metric,
+        call.smooth,
+        call.output_mode,
+        call.pruning_prob,
+        params.get("unassigned_policy", "max_score"),
+        params.get("void_index", 255),
+        params.get("safe_screening", False),
+    )
+    args = (probs, call.metric, smooth, mode, pruning_prob, policy, void_index, maxima)
     if call.solver == "rma":
         return _rma._rma(*args)
     return _exact_solve(*args)

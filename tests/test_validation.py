@@ -64,14 +64,14 @@ P1 = torch.full((1, 1, 4, 4), 0.6)
             {"solver": "BA"},
             ValueError,
             "solver 'BA' is not supported for metric='dice' with output_mode='multiclass'; "
-            "supported solvers: RMA, exact",
+            "supported solvers: RMA",
         ),
         (
             P1,
             {"metric": "iou", "output_mode": "multilabel", "solver": "ba+trna"},
             ValueError,
             "solver 'BA+TRNA' is not supported for metric='iou' with output_mode='multilabel', single-channel "
-            "input; supported solvers: RMA, exact",
+            "input; supported solvers: RMA",
         ),
         (
             P,
