@@ -49,9 +49,10 @@ simulations: setup
 
 # The PyPI release 0.0.8 next to ours (results/official_parity.md); it is installed into the git-ignored .whl/.
 OFFICIAL ?= .whl/official
+PARITY_CALLS ?= 20000
 parity: setup
 	test -d $(OFFICIAL)/rankseg || $(PY) -m pip install -q --no-deps --target $(OFFICIAL) rankseg==0.0.8
-	$(PY) scripts/compare_official.py --official $(OFFICIAL) --out results/official_parity.md
+	$(PY) scripts/parity/harness.py --official $(OFFICIAL) --calls $(PARITY_CALLS) --out results/official_parity.md
 
 lint: setup
 	$(PY) -m ruff check .

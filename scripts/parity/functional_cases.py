@@ -395,7 +395,27 @@ def compare(spec: dict[str, Any], ours: dict[str, Any], official: dict[str, Any]
         and _same_value(ours["value"], official["promoted"])
     ):
         return "intended", "0.0.8 rounds its scores in float32; ours equals 0.0.8 run on the same values in float64"
+    if same_kind and ours["kind"] == "value" and _first_order_tie(spec, ours["value"], official["value"]):
+        return "intended", (
+            "smooth so large that the score is flat to float64 precision: the masks differ only by pixels with "
+            "p = 1/2, whose first-order gain 2p - 1 is 0, and the rest of the gain, O(d^2/s), is below rounding"
+        )
     return "differs", _describe(ours, official)
+
+
+def _first_order_tie(spec: dict[str, Any], a: Any, b: Any) -> bool:
+    """Multilabel masks that differ only where p == 1/2 (to float32 rounding), at a smooth s with d^2/s < 1e-13."""
+    smooth = decode(spec["args"].get("smooth", 0.0))
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype == torch.bool):
+        return False
+    if not isinstance(smooth, (int, float)) or isinstance(smooth, bool) or a.shape != b.shape or a.ndim < 3:
+        return False
+    probs = make_probs(spec["probs"])
+    d = math.prod(a.shape[2:])
+    if not (smooth >= 1e6 and (d + 1) ** 2 / smooth < 1e-13 and probs.shape == a.shape):
+        return False
+    differ = a != b
+    return bool(((probs.double() - 0.5).abs()[differ] <= 2**-24).all())
 
 
 def _describe(ours: dict[str, Any], official: dict[str, Any]) -> str:

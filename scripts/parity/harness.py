@@ -159,7 +159,7 @@ def record(official: str, tmp: str, path: Path) -> None:
     res = run_both("functional_cases", specs, official, tmp)
     cases = [{"spec": s, "official": o} for s, o in zip(specs, res["official"]["outcomes"])]
     cmd = "python scripts/parity/harness.py --official .whl/official --record"
-    payload = {"command": cmd, "rankseg": "0.0.8", "torch": torch.__version__, "cases": cases}
+    payload = {"command": cmd, "rankseg": "0.0.8", "torch": str(torch.__version__), "cases": cases}
     for case in cases:  # the spec as JSON text: torch.load(weights_only=True) then needs only plain types
         case["spec"] = json.dumps(case["spec"])
     path.parent.mkdir(parents=True, exist_ok=True)
