@@ -51,7 +51,7 @@ from ._common import scratch
 from ._common import sort_descending as _sort_descending
 from ._common import top_tau_mask as _top_tau_mask
 from ._validation import check_eps, check_prob_values, check_probs_structure, check_pruning_prob, check_smooth
-from .distribution import RefinedNormalPB
+from .distribution import _central_support, _continuous_cdf
 
 __all__ = ["rankdice_ba"]
 
@@ -86,7 +86,7 @@ def rankdice_ba(
     Args:
         probs: per-class probabilities; float16/bfloat16 are promoted to float32, float32 and float64 keep
             their precision. Never modified.
-        solver: "BA", "TRNA" or "BA+TRNA" (case-insensitive); anything else raises
+        solver: "BA", "TRNA" or "BA+TRNA" (case and surrounding spaces ignored); anything else raises
             ``ValueError("Unknown solver: <NAME>")`` with the upper-cased name.
         smooth: Dice smoothing s >= 0.
         eps: tail mass in (0, 1) left out of the truncated support of Gamma.
@@ -100,15 +100,18 @@ def rankdice_ba(
         probs: (B, C, *spatial), any number >= 1 of spatial dims, B may be 0.
         output: (B, C, *spatial), torch.bool, on probs' device.
     """
+    # 0.0.8's order: structure and values, the solver's type and name, smooth, eps, pruning_prob.
     check_probs_structure(probs)
-    name = solver.upper() if isinstance(solver, str) else solver
+    maxima = check_prob_values(probs)
+    if not isinstance(solver, str):
+        raise TypeError("solver must be a string")
+    name = solver.strip().upper()
     if name not in _SOLVERS:
         raise ValueError(f"Unknown solver: {name}")
     smooth = check_smooth(smooth)
-    pruning_prob = check_pruning_prob(pruning_prob)
     eps = check_eps(eps)
-
-    return _rankdice_ba(probs, name, smooth, eps, pruning_prob, check_prob_values(probs))
+    pruning_prob = check_pruning_prob(pruning_prob)
+    return _rankdice_ba(probs, name, smooth, eps, pruning_prob, maxima)
 
 
 def _rankdice_ba(probs, name, smooth, eps, pruning_prob, maxima) -> torch.Tensor:
@@ -244,7 +247,7 @@ def _support(d: int, mu: torch.Tensor, var: torch.Tensor, m3: torch.Tensor, eps:
         mu, var, m3: (R,) float64.  outputs: scale, skew (R,); low, up (R,) int64; pmf (R, W) float64.
     """
     scale, skew = _rn_shape(var, m3)
-    low, up = RefinedNormalPB(d, mu, scale, skew, validate_args=False).interval(eps)
+    low, up = _central_support(d, mu, scale, skew, eps)
     low, up = low.to(torch.int64), up.to(torch.int64)
     width = int((up - low).max()) + 1
     grid = low.unsqueeze(1) + torch.arange(width, device=mu.device)
@@ -372,7 +375,7 @@ def _support_pmf(
     extra = loc.dim() - 2  # number of leave-one-out dims between R and W
     g = grid.to(torch.float64).reshape(grid.shape[0], *([1] * extra), grid.shape[1])
     edges = torch.cat([g - 0.5, g[..., -1:] + 0.5], dim=-1)
-    cdf = RefinedNormalPB(0, loc, scale, skew, validate_args=False).cdf(edges)
+    cdf = _continuous_cdf(edges, loc, scale, skew)
     pmf = (cdf[..., 1:] - cdf[..., :-1]).clamp_min(0.0)
     up_b = up.reshape(-1, *([1] * (extra + 1))).to(torch.float64)
     low_b = low.reshape(-1, *([1] * (extra + 1))).to(torch.float64)
@@ -393,7 +396,7 @@ def _kernels(m: torch.Tensor, smooth: float) -> tuple[torch.Tensor, torch.Tensor
     which the block bounds of :func:`_ba_search` rely on.
     """
     if smooth >= 1.0:
-        return smooth / (m + (smooth + 1.0)), -smooth * m / (m + smooth)
+        return smooth / (m + (smooth + 1.0)), -m * (smooth / (m + smooth))  # no s * m: s may be near 1e308
     k1 = 1.0 / (m + (smooth + 1.0))
     return k1, (smooth / (m + smooth) if smooth > 0.0 else None)
 
@@ -432,7 +435,7 @@ def _terms_at(
 
     a1 = u + (smooth + 1.0)
     scale1 = smooth if smooth >= 1.0 else 1.0
-    c1 = scale1 * series(a1, 0) / a1
+    c1 = series(a1, 0) * (scale1 / a1)
     if smooth == 0.0:
         c2 = torch.zeros_like(c1)
         a_min = a1
@@ -443,7 +446,7 @@ def _terms_at(
         else:
             # -s E[(Gamma+tau)/(Gamma+tau+s)] = -s (u - s (R(a2) - 1)) / a2 with R(a2) - 1 = O(h/a2):
             # no cancellation even for s >> d.
-            c2 = -smooth * (u - smooth * series(a2, 1)) / a2
+            c2 = -(smooth / a2) * (u - smooth * series(a2, 1))
         a_min = a2
 
     near = (half / a_min > _SERIES_RHO).nonzero()

@@ -144,6 +144,8 @@ def _strategies():
             kind = draw(st.sampled_from(KINDS[9:]))
         if fuzz and draw(st.integers(0, 4)) == 0:  # structural errors: too few dims, empty class or spatial dims
             shape = draw(st.lists(st.integers(0, 3), min_size=0, max_size=4))
+        elif draw(st.integers(0, 99)) == 0:  # realistic row lengths (the partial-sort paths at scale)
+            shape = [draw(st.integers(1, 2)), draw(st.integers(2, 8))] + [draw(st.integers(32, 64)) for _ in range(2)]
         else:
             b = draw(st.sampled_from([1, 1, 2, 3, 0]))
             c = draw(st.sampled_from([1, 2, 2, 3, 4, 5]))
