@@ -32,6 +32,9 @@ from rankseg.engine.probs_eval import run_probs_evaluation
 from rankseg.engine.train import model_logits, run_training
 from rankseg.predict import probabilities
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from make_probs_demo import NNUNET_LABELS, nnunet_export  # noqa: E402  (nnU-Net's own export, shared)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES = "[threshold,argmax,rankdice,rma]"
 # The 8-iteration network's probabilities are nearly uniform (0.18-0.26): with the default threshold 0.5 and
@@ -161,49 +164,10 @@ def test_digests_identify_the_files_and_merging_follows_them(saved, compose, tmp
 
 
 # --- 2. nnU-Net v2 files ----------------------------------------------------------------------------------------
-NNUNET_LABELS = {"background": 0, "liver": 1, "tumor": 2}
 # Voxel-to-world matrices for which nnU-Net's reorienting readers change the voxel order: one permutes and flips the
 # axes (the shape changes), one only flips them (the shape stays: reading it wrongly would go unnoticed by shape).
 PERMUTE = np.array([[0.0, -1.0, 0.0, 3.0], [1.5, 0.0, 0.0, -2.0], [0.0, 0.0, -2.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
 FLIP = np.diag([-1.0, 1.0, -2.0, 1.0])
-
-
-def nnunet_export(io_class, label_file: Path, out_truncated: Path, rng: np.random.Generator) -> np.ndarray:
-    """Write ``out_truncated``.npz/.pkl/.nii.gz with nnU-Net's own export of logits made from the label as nnU-Net
-    reads it (``io_class``); returns that label array, (z, y, x) in the probabilities' frame."""
-    from nnunetv2.inference.export_prediction import export_prediction_from_logits
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    seg, props = io_class().read_seg(str(label_file))
-    shape = seg.shape[1:]
-    props.update(
-        shape_before_cropping=shape,
-        shape_after_cropping_and_before_resampling=shape,
-        bbox_used_for_cropping=[[0, n] for n in shape],
-    )
-    truth = seg[0].astype(np.int64)
-    onehot = np.eye(3, dtype=np.float32)[truth].transpose(3, 0, 1, 2)
-    logits = torch.from_numpy(2 * onehot + rng.normal(0, 1.2, onehot.shape).astype(np.float32))
-    resampling = {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None}
-    config = {"spacing": list(props["spacing"]), "architecture": {}, "resampling_fn_probabilities_kwargs": resampling,
-              "resampling_fn_probabilities": "resample_data_or_seg_to_shape"}  # fmt: skip
-    plans = PlansManager(
-        {
-            "dataset_name": "Dataset999_Test",
-            "plans_name": "nnUNetPlans",
-            "transpose_forward": [0, 1, 2],
-            "transpose_backward": [0, 1, 2],
-            "image_reader_writer": io_class.__name__,
-            "label_manager": "LabelManager",
-            "configurations": {"3d_fullres": config},
-        }  # fmt: skip
-    )
-    dataset_json = {"labels": NNUNET_LABELS, "file_ending": ".nii.gz"}
-    export_prediction_from_logits(
-        logits, props, plans.get_configuration("3d_fullres"), plans, dataset_json, str(out_truncated),
-        save_probabilities=True, num_threads_torch=1,
-    )  # fmt: skip
-    return truth
 
 
 def counts(pred: np.ndarray, truth: np.ndarray, k: int) -> tuple[int, int, int]:
