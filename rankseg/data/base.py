@@ -36,7 +36,7 @@ IGNORE_INDEX = 255
 
 #: What reading a damaged, truncated or non-image file can raise (PIL: OSError such as "image
 #: file is truncated" or UnidentifiedImageError, SyntaxError "broken PNG file", ...).
-_READ_ERRORS: tuple[type[BaseException], ...] = (
+READ_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     SyntaxError,
     ValueError,
@@ -254,7 +254,7 @@ class SegmentationDataset(Dataset):
             raise
         except FileNotFoundError as e:
             raise self.layout_error(e.filename or path, f"missing {what} file") from None
-        except _READ_ERRORS as e:
+        except READ_ERRORS as e:
             # OSError.filename names the file that failed if a reader opened another one.
             failed = (e.filename if isinstance(e, OSError) else None) or path
             # The message comes first; drop its copies of the path (PIL and read_index_png name it).

@@ -210,7 +210,7 @@ def gather_counts(
     return out
 
 
-def _read_metrics(path: Path) -> dict[str, Any]:
+def read_metrics(path: Path) -> dict[str, Any]:
     """The content of an existing ``metrics.json`` ({} if absent). A file that is not valid JSON with a ``rules``
     mapping is moved aside to ``metrics.json.corrupt-{time}`` (and said so), never silently overwritten."""
     if not path.is_file():
@@ -244,7 +244,7 @@ def merge_metrics(path: Path, header: dict[str, Any], rules: dict[str, dict[str,
     """
     new = nan_to_none(rules)
     with file_lock(path):
-        previous = _read_metrics(path)
+        previous = read_metrics(path)
         merged_rules: dict[str, Any] = {}
         stale = []
         for name, record in previous.get("rules", {}).items():
@@ -331,7 +331,7 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
     out_dir = Path(cfg.paths.results_dir) / "runs" / run_key(identity)
     if info.is_main:
         with file_lock(out_dir / METRICS_FILE):
-            _read_metrics(out_dir / METRICS_FILE)  # a corrupt file is moved aside now, not after the evaluation
+            read_metrics(out_dir / METRICS_FILE)  # a corrupt file is moved aside now, not after the evaluation
     model.to(device).eval()
     loss_cfg = state["config"]["loss"]
     activation, proper = str(loss_cfg.get("activation", "softmax")), bool(loss_cfg.get("proper", False))
@@ -417,6 +417,26 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
     return broadcast_object(merged, info)
 
 
+def rule_records(
+    counts: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    class_names: list[str],
+    coi: Any,
+    provenance: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """One ``metrics.json`` record per rule: the aggregate scores, per-class dicts and ``provenance`` (which must
+    hold ``eval_settings`` with ``reference_ignore``)."""
+    records = {}
+    for name, stats in counts.items():
+        scores = aggregate(*stats, classes_of_interest=coi)
+        record: dict[str, Any] = {k: scores[k] for k in ("mdice", "miou", "dataset_dice", "dataset_iou")}
+        for key in ("class_dice", "class_iou", "class_dataset_dice", "class_dataset_iou"):
+            record[key] = dict(zip(class_names, scores[key], strict=True))
+        reference_ignore = provenance["eval_settings"]["reference_ignore"]
+        record.update(num_images=scores["num_images"], reference_ignore=reference_ignore, **provenance)
+        records[name] = record
+    return records
+
+
 def _report(
     cfg: DictConfig,
     header: dict[str, Any],
@@ -427,16 +447,7 @@ def _report(
     """Aggregate, print the table, merge into ``metrics.json`` and render ``class_scores.csv``."""
     class_names = [str(n) for n in cfg.dataset.class_names]
     provenance = {k: header[k] for k in ("checkpoint", "weights_sha256", "training", "eval_settings", "commit")}
-    records = {}
-    for name, stats in counts.items():
-        scores = aggregate(*stats, classes_of_interest=coi)
-        record: dict[str, Any] = {k: scores[k] for k in ("mdice", "miou", "dataset_dice", "dataset_iou")}
-        for key in ("class_dice", "class_iou", "class_dataset_dice", "class_dataset_iou"):
-            record[key] = dict(zip(class_names, scores[key], strict=True))
-        record.update(
-            num_images=scores["num_images"], reference_ignore=header["eval_settings"]["reference_ignore"], **provenance
-        )
-        records[name] = record
+    records = rule_records(counts, class_names, coi, provenance)
     num_images = records[next(iter(records))]["num_images"] if records else 0
     title = (
         f"Results for run {header['dataset']}/{header['model']}/{header['loss']}/{header['run']} on "

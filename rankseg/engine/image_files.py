@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from rankseg.data.base import read_rgb
+from rankseg.data.base import READ_ERRORS, read_rgb
 from rankseg.data.fake import voc_palette
 from rankseg.engine.config_checks import ConfigError
 from rankseg.engine.runfiles import atomic_write
@@ -44,15 +44,6 @@ __all__ = [
 #: Files of a folder input that are read (case-insensitive); a glob input tries every file it matches.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".ppm",
                   ".pgm", ".pbm", ".pnm", ".jp2")  # fmt: skip
-#: What reading a damaged, truncated or non-image file raises (PIL and OpenCV).
-READ_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    Image.DecompressionBombError,
-    cv2.error,
-)
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 #: Cityscapes' official colours of the 19 train ids (cityscapesScripts ``labels.py``).

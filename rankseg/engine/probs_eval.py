@@ -55,10 +55,10 @@ from rankseg.data.prob_files import (
 )
 from rankseg.engine.build import build_rules, resolve_device
 from rankseg.engine.config_checks import ConfigError, _check_device
-from rankseg.engine.evaluate import CLASS_CSV, METRICS_FILE, _read_metrics, format_report, merge_metrics
+from rankseg.engine.evaluate import CLASS_CSV, METRICS_FILE, format_report, merge_metrics, read_metrics, rule_records
 from rankseg.engine.runfiles import atomic_write_text, file_lock, git_commit
 from rankseg.engine.runs import check_path_component
-from rankseg.metrics import MetricAccumulator, aggregate, scores_from_stats
+from rankseg.metrics import MetricAccumulator, scores_from_stats
 from rankseg.predict import probabilities
 
 __all__ = ["ACTIVATIONS", "CASE_CSV", "run_probs_evaluation"]
@@ -373,7 +373,7 @@ def run_probs_evaluation(cfg: DictConfig) -> dict[str, Any]:
     src.nnunet_names, src.nnunet_ignore = _nnunet_labels(s.probs)
     device = resolve_device(str(cfg.device))
     with file_lock(s.out_dir / METRICS_FILE):
-        _read_metrics(s.out_dir / METRICS_FILE)  # a corrupt file is moved aside now, not after the evaluation
+        read_metrics(s.out_dir / METRICS_FILE)  # a corrupt file is moved aside now, not after the evaluation
     rules = build_rules(cfg.predict)
     if unscored:
         print(f"note: {len(unscored)} label file(s) have no probabilities and are left out (partial=true)")
@@ -466,17 +466,7 @@ def _records(
 ) -> dict[str, dict[str, Any]]:
     """One ``metrics.json`` rule record per rule, with evaluate.py's metric keys and this source's provenance."""
     provenance = {k: header[k] for k in ("probs", "labels", "weights_sha256", "eval_settings", "commit")}
-    records = {}
-    for name, stats in counts.items():
-        scores = aggregate(*stats, classes_of_interest=coi)
-        record: dict[str, Any] = {k: scores[k] for k in ("mdice", "miou", "dataset_dice", "dataset_iou")}
-        for key in ("class_dice", "class_iou", "class_dataset_dice", "class_dataset_iou"):
-            record[key] = dict(zip(class_names, scores[key], strict=True))
-        record.update(
-            num_images=scores["num_images"], reference_ignore=header["eval_settings"]["reference_ignore"], **provenance
-        )
-        records[name] = record
-    return records
+    return rule_records(counts, class_names, coi, provenance)
 
 
 def _case_rows(counts: dict[str, tuple[torch.Tensor, ...]], class_names: list[str], scored: list[str]) -> list[list]:
