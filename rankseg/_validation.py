@@ -17,6 +17,7 @@ import torch
 from rankseg._common import row_max
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+SUPPORTED_PROB_DTYPES = _FLOAT_DTYPES  # 0.0.8's public name
 
 _METRICS = {"dice": "dice", "iou": "iou", "acc": "accuracy", "accuracy": "accuracy"}
 _OUTPUT_MODES = ("multiclass", "multilabel")
@@ -180,6 +181,9 @@ def check_integral(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int")
     return int(value)
+
+
+validate_integral = check_integral  # 0.0.8's public name
 
 
 def check_rma_args(

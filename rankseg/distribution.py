@@ -20,7 +20,13 @@ Public names behave like 0.0.8's ``rankseg.distribution`` (values, dtypes, shape
 - ``SUPPORTED_PROB_DTYPES``, ``validate_finite_real`` and ``validate_integral`` (0.0.8 imports them here).
 
 The torch-only helpers :func:`refined_cdf`, :func:`refined_pdf` and :func:`refined_ppf` (standardised law, no
-continuity correction, vectorised on any device) are extras of this package.
+continuity correction, vectorised on any device) are extras of this package; ``_continuous_cdf`` and
+``_central_support`` are the BA/TRNA solvers' (``rankseg._ba``) versions of the count CDF and support, without the
+continuity correction and with quantiles found on the device.
+
+Intended differences from 0.0.8: no ``scipy`` module attribute; ``RefinedNormal`` is not a SciPy
+``rv_continuous`` subclass, lacks SciPy's numerical moments, entropy, ``expect`` and fitting, refuses complex
+arguments (``TypeError``) and shape names other than ``skew`` (``ValueError``).
 
 Example::
 
@@ -28,7 +34,9 @@ Example::
 print(R(100, torch.tensor(30.), torch.tensor(4.), torch.tensor(.1)).interval(1e-4))"
 """
 
+import keyword as _keyword
 import math as _math
+import warnings as _warnings
 from numbers import Integral as _Integral
 from numbers import Real
 from typing import Optional, Union  # noqa: F401  (0.0.8 exposes these names in this module)
@@ -40,33 +48,8 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.normal import Normal
 from torch.distributions.utils import broadcast_all
 
-SUPPORTED_PROB_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def validate_finite_real(name, value):
-    """Return ``value`` as a float; refuse bools, non-real types and non-finite values.
-
-    Raises:
-        TypeError: ``"<name> must be a real number"``.
-        ValueError: ``"<name> must be finite"``.
-    """
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number")
-    value = float(value)
-    if not _math.isfinite(value):
-        raise ValueError(f"{name} must be finite")
-    return value
-
-
-def validate_integral(name, value):
-    """Return ``value`` as an int; refuse bools and non-integral types.
-
-    Raises:
-        TypeError: ``"<name> must be an int"``.
-    """
-    if isinstance(value, bool) or not isinstance(value, _Integral):
-        raise TypeError(f"{name} must be an int")
-    return int(value)
+# 0.0.8 imports these names into this module; they are the package's own checks.
+from rankseg._validation import SUPPORTED_PROB_DTYPES, validate_finite_real, validate_integral  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------ argument checks
@@ -180,7 +163,14 @@ class RefinedNormalPB(Distribution):
     support = constraints.real
     has_rsample = False
 
-    def __init__(self, dim, loc, scale, skew, validate_args=None):
+    def __init__(
+        self,
+        dim: Tensor | int,
+        loc: Tensor | float,
+        scale: Tensor | float,
+        skew: Tensor | float,
+        validate_args: bool | None = None,
+    ) -> None:
         checking = self._validate_args if validate_args is None else validate_args
         if checking:
             _check_parameter_type("dim", dim)
@@ -194,7 +184,7 @@ class RefinedNormalPB(Distribution):
                 if not bool(torch.isfinite(getattr(self, name)).all()):
                     raise ValueError(f"{name} must contain only finite values")
 
-    def expand(self, batch_shape, _instance=None):
+    def expand(self, batch_shape, _instance=None) -> "RefinedNormalPB":
         """A view of the distribution with a larger batch shape (no copy, no validation).
 
         Shape:
@@ -215,11 +205,15 @@ class RefinedNormalPB(Distribution):
             loc, scale, skew = loc.unsqueeze(-1), scale.unsqueeze(-1), skew.unsqueeze(-1)
         return loc, scale, skew
 
-    def cdf(self, value):
+    def cdf(self, value: Tensor) -> Tensor:
         """Continuity-corrected CDF ``G((value + 0.5 - loc) / scale)``.
 
         Args:
             value: a tensor (anything without ``ndim`` raises ``AttributeError``, as in 0.0.8).
+
+        Raises:
+            ValueError: torch's ``Expected value argument ...`` message where ``(value + 0.5 - loc) / scale`` is
+                NaN and distribution validation is on (the standard ``Normal`` checks its argument).
 
         Shape:
             value: broadcastable with ``batch_shape`` after the alignment of the class docstring; output: the
@@ -228,7 +222,7 @@ class RefinedNormalPB(Distribution):
         loc, scale, skew = self._aligned(value.ndim)
         return _corrected_refined_cdf((value + 0.5 - loc) / scale, skew)
 
-    def pdf(self, value):
+    def pdf(self, value: Tensor) -> Tensor:
         """Density of the refined normal at ``value + 0.5``: ``phi(x) (1 + skew (x^3 - 3x) / 6) / scale``, floored at 0.
 
         Shape:
@@ -240,7 +234,7 @@ class RefinedNormalPB(Distribution):
         density = phi + skew / 6 * phi * (x**3 - 3 * x)
         return torch.clip(density / scale, min=0.0)
 
-    def pmf(self, value):
+    def pmf(self, value: Tensor) -> Tensor:
         """``clip(cdf(value) - cdf(value - 1), 0, 1)``: the mass of the integer ``value``.
 
         Shape:
@@ -249,7 +243,7 @@ class RefinedNormalPB(Distribution):
         return torch.clip(self.cdf(value) - self.cdf(value - 1), min=0.0, max=1.0)
 
     @torch.no_grad()
-    def icdf(self, p, max_iter=1000, tol=1e-6):
+    def icdf(self, p: Tensor, max_iter: int = 1000, tol: float = 1e-6) -> Tensor:
         """Quantiles of the continuity-corrected CDF by bracketed bisection (not differentiable).
 
         The bracket starts at ``loc - 0.5 -+ 8 scale`` and is widened by its own width (at most
@@ -302,7 +296,7 @@ class RefinedNormalPB(Distribution):
         return (low + high) / 2
 
     @torch.no_grad()
-    def interval(self, p):
+    def interval(self, p) -> tuple[Tensor, Tensor]:
         """Inclusive integer support ``[low, up]`` that keeps mass ``1 - p``, clipped to ``[0, dim]``.
 
         With ``(a, b) = RefinedNormal().interval(1 - p, skew=skew)`` (the standardised central interval, on the
@@ -338,7 +332,8 @@ _ERFC_P = (2.46196981473530512524e-10, 5.64189564831068821977e-1, 7.463210564422
            1.96520832956077098242e2, 5.26445194995477358631e2, 9.34528527171957607540e2, 1.02755188689515710272e3,
            5.57535335369399327526e2)  # fmt: skip
 _ERFC_Q = (1.32281951154744992508e1, 8.67072140885989742329e1, 3.54937778887819891062e2, 9.75708501743205489753e2,
-           1.82390916687909736289e3, 2.24633760818710981792e3, 1.65666309194161350182e3, 5.57535340817727675546e2)  # fmt: skip
+           1.82390916687909736289e3, 2.24633760818710981792e3, 1.65666309194161350182e3,
+           5.57535340817727675546e2)  # fmt: skip
 _ERFC_R = (5.64189583547755073984e-1, 1.27536670759978104416e0, 5.01905042251180477414e0, 6.16021097993053585195e0,
            7.40974269950448939160e0, 2.97886665372100240670e0)  # fmt: skip
 _ERFC_S = (2.26052863220117276590e0, 9.39603524938001434673e0, 1.20489539808096656605e1, 1.70814450747565897222e1,
@@ -372,16 +367,27 @@ def _horner_monic(x, coef):
     return out
 
 
+_COMPLEX_UNSUPPORTED = "RefinedNormal does not support complex arguments"
+
+
 def _ndtr(a):
     """Standard normal CDF in float64, bit for bit SciPy's ``special.ndtr`` (Cephes).
 
     ``exp`` is the C library's (``math.exp``), as in the compiled Cephes code; NumPy's vectorised ``exp`` can
-    differ in the last bit.
+    differ in the last bit. Complex input raises ``TypeError`` (SciPy's complex ``ndtr`` is not reproduced).
 
     Shape:
         a: any float64 array; output: the same shape.
     """
-    a = np.asarray(a, dtype=np.float64)
+    a = np.asarray(a)
+    if np.iscomplexobj(a):
+        raise TypeError(_COMPLEX_UNSUPPORTED)
+    if not np.can_cast(a.dtype, np.float64, "safe"):  # SciPy's ufunc has float and complex loops only
+        raise TypeError(
+            "ufunc 'ndtr' not supported for the input types, and the inputs could not be safely coerced to any "
+            "supported types according to the casting rule ''safe''"
+        )
+    a = a.astype(np.float64)
     out = np.empty_like(a)
     with np.errstate(all="ignore"):
         x = a * _SQRT1_2
@@ -501,18 +507,18 @@ class RefinedNormal:
         if shapes:
             if not isinstance(shapes, str):
                 raise TypeError("shapes must be a string.")
-            if shapes.replace(",", " ").split() != ["skew"]:
+            names = shapes.replace(",", " ").split()
+            for field in names:
+                if _keyword.iskeyword(field):
+                    raise SyntaxError("keywords cannot be used as shapes.")
+                if not (field.isidentifier() and field.isascii()):
+                    raise SyntaxError("shapes must be valid python identifiers")
+            if names != ["skew"]:
                 raise ValueError("RefinedNormal has exactly one shape parameter, 'skew'")
         self.shapes = "skew"
         self.numargs = 1
 
-    # ---- SciPy's argument conventions
-    def _parse_args(self, skew, loc=0, scale=1):
-        return (skew,), loc, scale
-
-    def _parse_args_rvs(self, skew, loc=0, scale=1, size=None):
-        return self._argcheck_rvs(skew, loc, scale, size=size)
-
+    # ---- SciPy's argument conventions (the parsers are module-level functions, see below the class)
     def _argcheck(self, skew):
         return np.isfinite(skew)
 
@@ -609,15 +615,31 @@ class RefinedNormal:
 
         Per element: ``left = -10`` moves to ``10 left`` (and ``right`` to the old ``left``) while
         ``cdf(left) > q``; then ``right = max(10, left)`` moves tenfold while ``cdf(right) < q``; then Brent's
-        method on ``[left, right]``. The first element (in C order) whose root finding fails raises SciPy's error.
+        method on ``[left, right]``. SciPy solves the elements one after the other and stops at the first failure,
+        so when an element fails, the elements up to it are solved again (the first pass's warnings dropped) to
+        emit SciPy's warnings before its error.
 
         Shape:
             q, skew: broadcastable; output: their broadcast shape, float64 (0-d for 0-d inputs).
         """
         q, skew = np.broadcast_arrays(np.asarray(q), np.asarray(skew))
         shape = q.shape
-        q = q.astype(np.float64).ravel()
-        skew = skew.astype(np.float64).ravel()
+        # Not cast: SciPy hands each element to the CDF as it is (a float32 skew widens exactly there, a complex or
+        # longdouble one fails where the CDF stores its values).
+        q, skew = q.ravel(), skew.ravel()
+        with _warnings.catch_warnings(record=True) as caught:
+            root, errors = self._ppf_flat(q, skew)
+        if not errors:
+            for w in caught:
+                _warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+            return root.reshape(shape)
+        stop = min(errors) + 1
+        _, errors = self._ppf_flat(q[:stop], skew[:stop])
+        kind, message = errors[min(errors)]
+        raise kind(message)
+
+    def _ppf_flat(self, q, skew):
+        """Roots for 1-D ``q``, ``skew`` and ``{index: (exception class, message)}`` where SciPy would raise."""
         n = q.size
 
         def excess(x, idx):
@@ -641,13 +663,9 @@ class RefinedNormal:
                 moving = moving[excess(right[moving], moving) < 0.0]
                 left[moving] = right[moving]
                 right[moving] = right[moving] * 10.0
-        if n and self.xtol <= 0:
-            raise ValueError(f"xtol too small ({self.xtol:g} <= 0)")
-        root, errors = _brentq_lockstep(excess, left, right, self.xtol)
-        if errors:
-            kind, message = errors[min(errors)]
-            raise kind(message)
-        return root.reshape(shape)
+        if n and self.xtol <= 0:  # brentq's own check, raised for the first element
+            return np.zeros(n), {0: (ValueError, f"xtol too small ({self.xtol:g} <= 0)")}
+        return _brentq_lockstep(excess, left, right, self.xtol)
 
     # ---- public methods (rv_continuous conventions)
     def _prepare(self, x, args, kwds):
@@ -858,6 +876,20 @@ class RefinedNormal:
 
     def __call__(self, *args, **kwds):
         return self.freeze(*args, **kwds)
+
+
+def _parse_args(self, skew, loc=0, scale=1):
+    return (skew,), loc, scale
+
+
+def _parse_args_rvs(self, skew, loc=0, scale=1, size=None):
+    return self._argcheck_rvs(skew, loc, scale, size=size)
+
+
+# Defined outside the class so that a wrong call raises SciPy's message, e.g. "_parse_args() missing 1 required
+# positional argument: 'skew'" (SciPy generates these parsers at run time; a method's name would carry the class).
+RefinedNormal._parse_args = _parse_args
+RefinedNormal._parse_args_rvs = _parse_args_rvs
 
 
 class _FrozenRefinedNormal:
