@@ -64,6 +64,7 @@ def run_both(area: str, specs: list[dict[str, Any]], official: str, tmp: str) ->
     specs_file = os.path.join(tmp, f"{area}.json")
     Path(specs_file).write_text(json.dumps(specs))
     procs = {}
+    official = str(Path(official).resolve())  # the workers run in a scratch folder
     for side, path in (("ours", str(REPO)), ("official", official)):
         env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
         out = os.path.join(tmp, f"{area}-{side}.pt")
