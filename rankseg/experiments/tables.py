@@ -1,14 +1,28 @@
-"""Render the paper's result tables from evaluation runs, next to the published numbers.
+"""Render result tables and plots from evaluation runs, next to the published numbers.
 
-Inputs are data only: ``results/runs/**/metrics.json`` (one per evaluated run, written by the evaluation code
-at ``{dataset}/{model}/{loss}/{run}/metrics.json``) and ``results/published/published_tables.csv`` (the README
-tables of Dai & Li, JMLR 2023). Outputs are ``{dataset}.csv`` (long format, one row per model x loss x rule,
-percentages) and ``{dataset}.md`` in the published layout ``Model | Loss | Threshold | Argmax | mRankDice``.
+Inputs are data only: ``metrics.json`` files below a runs folder (one per evaluated run, written by the evaluation
+code at ``{dataset}/{model}/{loss}/{run}/metrics.json``), ``results/published/published_tables.csv`` (the README
+tables of Dai & Li, JMLR 2023) and ``configs/`` (``tables.yaml`` for display names and order, ``loss/*.yaml`` and
+``predict/*.yaml`` for what needs calibrated probabilities). Outputs per dataset, in one folder::
+
+    {dataset}.md, {dataset}.csv                  mDice/mIoU per rule (with the published values), dataset-level
+                                                 Dice/IoU, gains over the baseline rule (argmax)
+    {dataset}_classes.md, {dataset}_classes.csv  per-class Dice and IoU per rule, and their gains
+    {dataset}_gains.png, {dataset}_class_gains.png   the gains as plots (:mod:`rankseg.experiments.plots`)
+
+Rows are (model, loss, run config without ``seed``): runs whose stored ``run_config`` differs only by ``seed`` are
+pooled and shown as mean ± sample standard deviation (denominator n - 1) over the n runs; gains are the per-run
+differences to the baseline rule, pooled the same way. Rows of the same model and loss with other configs are
+told apart by the keys in which they differ. Columns are the rules found in the runs, in the order of
+``configs/tables.yaml``. A rule that needs calibrated probabilities (``requires_proper`` of its
+``configs/predict`` class) is "not applicable" ('/') on a run whose stored loss node says ``proper: false``; if
+such a run has the rule anyway (``force_rankdice=true``), the value is shown with a dagger. ``RULE@T`` (rules on
+temperature-scaled probabilities, ``evaluate.py calibrate=temperature``) follows RULE, with its title and needs.
 
 ``metrics.json`` schema (fractions in [0, 1], ``null`` for NaN)::
 
-    {"dataset", "model", "loss", "run", "run_config", "checkpoint", "weights_sha256", "training", "eval_settings",
-     "commit",
+    {"dataset", "model", "loss", "run", "run_config": {"model": {..}, "loss": {.., "proper"}, "seed", ..},
+     "checkpoint", "weights_sha256", "training", "eval_settings": {"classes_of_interest", ..}, "commit",
      "rules": {RULE: {"mdice", "miou", "dataset_dice", "dataset_iou", "class_dice": {..}, "class_iou": {..},
                       "weights_sha256", "eval_settings", ...}}}
 
@@ -17,70 +31,151 @@ Run it with ``python scripts/make_tables.py --runs results/runs --out results/ta
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import statistics
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
 from rankseg.experiments._io import atomic_write, atomic_write_text
 
 __all__ = [
+    "CONFIG_DIR",
     "DATASETS",
     "LOSS_NAMES",
     "MODEL_NAMES",
-    "NOT_STRICTLY_PROPER",
     "RULES",
+    "Stat",
+    "TableConfig",
+    "build_class_table",
     "build_table",
+    "find_datasets",
+    "fmt_signed",
     "load_known_typos",
     "load_published",
     "load_runs",
+    "load_table_config",
+    "render_class_markdown",
     "render_markdown",
+    "strict_best",
+    "summarize",
     "write_tables",
 ]
 
-#: Run names -> display names used by the published tables, in table order.
-MODEL_NAMES: dict[str, str] = {"deeplabv3plus": "DeepLabV3+", "pspnet": "PSPNet", "fcn8": "FCN8"}
-LOSS_NAMES: dict[str, str] = {
-    "ce": "CE",
-    "focal": "Focal",
-    "bce": "BCE",
-    "soft_dice": "SoftDice",
-    "b_soft_dice": "BSoftDice",
-    "lovasz_softmax": "Lovasz",
-}
-#: Losses whose outputs are not calibrated probabilities: the paper prints '/' for RankDice on them.
-NOT_STRICTLY_PROPER: frozenset[str] = frozenset({"soft_dice", "b_soft_dice", "lovasz_softmax"})
-#: Rule keys in metrics.json, in column order, with their column titles.
-RULES: dict[str, str] = {"threshold": "Threshold", "argmax": "Argmax", "rankdice": "mRankDice"}
-DATASETS: dict[str, str] = {
-    "cityscapes": "Cityscapes val (19 classes, per-image mean over classes)",
-    "voc2012": "PASCAL VOC 2012 val (20 classes, background excluded)",
-    "kvasir_seg": "Kvasir-SEG (polyp class only)",
-    "synthetic": "Synthetic (no published numbers)",
-}
-_DASH = "\u0394"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+_DELTA = "\u0394"
+_MINUS = "\u2212"
+_DAGGER = "\u2020"
+_PM = "\u00b1"
 
-_TABLE_COLUMNS = [
-    "dataset",
-    "model",
-    "loss",
-    "rule",
-    "mdice",
-    "miou",
-    "dataset_dice",
-    "dataset_iou",
-    "published_mdice",
-    "published_miou",
-    "published_note",
-    "diff_mdice",
-    "diff_miou",
-    "status",
-    "source",
-]
+
+@dataclass(frozen=True)
+class TableConfig:
+    """Display names, order and rule/loss metadata for the tables (see :func:`load_table_config`).
+
+    Attributes:
+        datasets: Dataset name -> table title.
+        models: Model name -> display name, in row order.
+        losses: Loss name -> display name, in row order.
+        rules: Rule key -> column title, in column order.
+        baseline: The rule that gains are measured against.
+        dpi: Resolution of the plots.
+        loss_proper: Loss name -> ``proper`` from ``configs/loss/*.yaml``; used only for rows without a run
+            (a run's own stored loss node decides otherwise).
+        rule_requires_proper: Rule key -> whether its ``configs/predict`` class needs calibrated probabilities.
+    """
+
+    datasets: dict[str, str] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+    losses: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, str] = field(default_factory=dict)
+    baseline: str = "argmax"
+    dpi: int = 100
+    loss_proper: dict[str, bool] = field(default_factory=dict)
+    rule_requires_proper: dict[str, bool] = field(default_factory=dict)
+
+    def rule_title(self, rule: str) -> str:
+        """Column title of a rule (its key if ``tables.yaml`` has none); ``RULE@T`` is the title of RULE + ``@T``."""
+        base, at, suffix = rule.partition("@")
+        return self.rules.get(base, base) + at + suffix
+
+    def rule_order(self, rules: Iterable[str]) -> list[str]:
+        """``rules`` in configured order, unlisted ones after them by name, ``RULE@T`` right after ``RULE``."""
+        return sorted(set(rules), key=lambda r: (*_order_key(r.partition("@")[0], self.rules), r.partition("@")[2]))
+
+    def requires_proper(self, rule: str) -> bool:
+        """Whether the rule (or, for ``RULE@T``, RULE) needs calibrated probabilities; False if unknown."""
+        return self.rule_requires_proper.get(rule.partition("@")[0], False)
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    node = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return node if isinstance(node, dict) else {}
+
+
+def _requires_proper(target: str) -> bool | None:
+    """``requires_proper`` of a rule's ``_target_`` class; None if it cannot be imported."""
+    module, _, name = str(target).rpartition(".")
+    try:
+        value = getattr(importlib.import_module(module), name).requires_proper
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return bool(value)
+
+
+def load_table_config(config_dir: str | Path = CONFIG_DIR) -> TableConfig:
+    """Read ``tables.yaml``, the ``proper`` flags of ``loss/*.yaml`` and the rule classes of ``predict/*.yaml``.
+
+    Args:
+        config_dir: The project's ``configs/`` folder. A missing ``tables.yaml`` gives config names everywhere.
+
+    Returns:
+        The configuration of the tables.
+    """
+    config_dir = Path(config_dir)
+    path = config_dir / "tables.yaml"
+    raw = _yaml(path) if path.is_file() else {}
+    loss_proper = {}
+    for loss_path in sorted((config_dir / "loss").glob("*.yaml")):
+        node = _yaml(loss_path)
+        if "proper" in node:
+            loss_proper[str(node.get("name", loss_path.stem))] = bool(node["proper"])
+    requires = {}
+    for rule_path in sorted((config_dir / "predict").glob("*.yaml")):
+        for name, node in _yaml(rule_path).items():
+            if isinstance(node, dict) and "_target_" in node:
+                flag = _requires_proper(node["_target_"])
+                if flag is not None:
+                    requires[str(name)] = flag
+
+    def names(key: str) -> dict[str, str]:
+        return {str(k): str(v) for k, v in (raw.get(key) or {}).items()}
+
+    return TableConfig(
+        datasets=names("datasets"),
+        models=names("models"),
+        losses=names("losses"),
+        rules=names("rules"),
+        baseline=str(raw.get("baseline", "argmax")),
+        dpi=int(raw.get("dpi", 100)),
+        loss_proper=loss_proper,
+        rule_requires_proper=requires,
+    )
+
+
+_DEFAULT = load_table_config()
+#: Config names -> display names (``configs/tables.yaml``), in table order.
+MODEL_NAMES: dict[str, str] = dict(_DEFAULT.models)
+LOSS_NAMES: dict[str, str] = dict(_DEFAULT.losses)
+RULES: dict[str, str] = dict(_DEFAULT.rules)
+DATASETS: dict[str, str] = dict(_DEFAULT.datasets)
 
 
 @dataclass(frozen=True)
@@ -112,6 +207,12 @@ def load_runs(runs_dir: str | Path) -> list[_Run]:
     return runs
 
 
+def find_datasets(runs: Sequence[_Run], config: TableConfig | None = None) -> list[str]:
+    """Datasets that have at least one run, in configured order (others after them by name)."""
+    config = config or _DEFAULT
+    return sorted({r.data["dataset"] for r in runs}, key=lambda d: _order_key(d, config.datasets))
+
+
 def load_published(path: str | Path) -> pd.DataFrame:
     """Read the published tables CSV, keeping the printed number strings (e.g. ``64.01``) verbatim.
 
@@ -131,17 +232,121 @@ def load_known_typos(path: str | Path | None) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def _display(name: str, names: dict[str, str]) -> str:
-    return names.get(name, name)
+def _order_key(key: str, names: Mapping[str, str]) -> tuple[int, str]:
+    """Position of ``key`` among the configured names, matched by config name or display name."""
+    order = list(names)
+    shown = list(names.values())
+    if key in order:
+        return order.index(key), ""
+    if key in shown:
+        return shown.index(key), ""
+    return len(order), key
 
 
-def _order_key(display: str, names: dict[str, str]) -> tuple[int, str]:
-    order = list(names.values())
-    return (order.index(display), "") if display in order else (len(order), display)
+# ---------------------------------------------------------------------------------------------------- statistics
 
 
-def _pct(value: float | None) -> float:
-    return math.nan if value is None else 100.0 * float(value)
+@dataclass(frozen=True)
+class Stat:
+    """Mean, sample standard deviation (denominator n - 1; NaN for n < 2) and count of the finite values."""
+
+    mean: float
+    std: float
+    n: int
+
+
+def summarize(values: Iterable[float | None]) -> Stat:
+    """:class:`Stat` of the values that are neither None nor NaN (mean NaN when there are none)."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not vals:
+        return Stat(math.nan, math.nan, 0)
+    return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else math.nan, len(vals))
+
+
+def strict_best(values: Sequence[float]) -> int | None:
+    """Index of the single largest value, NaN ignored; None on a tie for the top or with fewer than two values."""
+    finite = [(v, i) for i, v in enumerate(values) if not math.isnan(v)]
+    if len(finite) < 2:
+        return None
+    top = max(v for v, _ in finite)
+    winners = [i for v, i in finite if v == top]
+    return winners[0] if len(winners) == 1 else None
+
+
+def _pct(value: Any) -> float | None:
+    return None if value is None else 100.0 * float(value)
+
+
+# -------------------------------------------------------------------------------------------------------- groups
+
+
+@dataclass
+class _Group:
+    """Runs of one dataset, model and loss whose stored configs are equal up to ``seed``."""
+
+    model: str
+    loss: str
+    variant: str
+    runs: list[_Run]
+    proper: bool | None
+
+
+def _seedless(run: _Run) -> dict | None:
+    cfg = run.data.get("run_config")
+    return {k: v for k, v in cfg.items() if k != "seed"} if isinstance(cfg, dict) else None
+
+
+def _seed(run: _Run) -> Any:
+    cfg = run.data.get("run_config")
+    return cfg.get("seed") if isinstance(cfg, dict) else None
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, Mapping) and value:
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: json.dumps(value, sort_keys=True)}
+
+
+def _variant_labels(entries: list[tuple[str, list[_Run]]], limit: int = 3) -> list[str]:
+    """``key=value, ...`` of the config keys in which groups of the same model and loss differ."""
+    flats = []
+    for _, members in entries:
+        cfg = _seedless(members[0])
+        flats.append(_flatten(cfg) if cfg is not None else None)
+    keys = sorted({k for f in flats if f for k in f})
+    differing = [k for k in keys if len({(f or {}).get(k, "<absent>") for f in flats if f is not None}) > 1]
+    labels = []
+    for (_, members), flat in zip(entries, flats, strict=True):
+        if flat is None:  # no stored config (an old metrics.json): its folder names it
+            labels.append(",".join(sorted(m.path.parent.name for m in members)))
+            continue
+        parts = [f"{k}={flat.get(k, '<absent>')}".replace('"', "") for k in differing]
+        labels.append(", ".join(parts[:limit]) + (", ..." if len(parts) > limit else ""))
+    return labels
+
+
+def _group_runs(dataset: str, runs: Sequence[_Run], config: TableConfig) -> list[_Group]:
+    buckets: dict[tuple[str, str], dict[str, list[_Run]]] = {}
+    for run in runs:
+        if run.data["dataset"] != dataset:
+            continue
+        cfg = _seedless(run)
+        key = json.dumps(cfg, sort_keys=True) if cfg is not None else f"path:{run.path.parent}"
+        buckets.setdefault((run.data["model"], run.data["loss"]), {}).setdefault(key, []).append(run)
+    groups = []
+    for (model, loss), by_key in buckets.items():
+        entries = list(by_key.items())
+        labels = _variant_labels(entries) if len(entries) > 1 else [""]
+        for (_, members), label in zip(entries, labels, strict=True):
+            members = sorted(members, key=lambda r: (str(_seed(r)), str(r.path)))
+            stored = (members[0].data.get("run_config") or {}).get("loss") or {}
+            proper = bool(stored["proper"]) if "proper" in stored else config.loss_proper.get(loss)
+            groups.append(_Group(model, loss, label, members, proper))
+    groups.sort(key=lambda g: (_order_key(g.model, config.models), _order_key(g.loss, config.losses), g.variant))
+    return groups
 
 
 def _published_lookup(published: pd.DataFrame, dataset: str) -> dict[tuple[str, str, str], dict]:
@@ -154,82 +359,254 @@ def _published_lookup(published: pd.DataFrame, dataset: str) -> dict[tuple[str, 
     return out
 
 
-def build_table(dataset: str, runs: Sequence[_Run], published: pd.DataFrame) -> pd.DataFrame:
-    """Join the runs of one dataset with its published numbers.
+def _status(present: bool, has_run: bool, proper: bool | None, requires: bool) -> str:
+    if present:
+        return "ok"
+    if requires and proper is False:
+        return "not applicable"
+    return "rule missing" if has_run else "no run"
 
-    Rows are the union of the published (model, loss) pairs and those with a run, in the paper's order,
-    times the three rules. Values are percentages. Where several runs share a (model, loss), the last by
-    path wins and a warning goes to stderr.
+
+# --------------------------------------------------------------------------------------------------------- tables
+
+_STAT_KEYS = ("mdice", "miou", "dataset_dice", "dataset_iou")
+_TABLE_COLUMNS = [
+    "dataset",
+    "model",
+    "loss",
+    "variant",
+    "rule",
+    "status",
+    "forced",
+    "runs",
+    "n",
+    *[c for k in _STAT_KEYS for c in (k, f"{k}_std")],
+    "delta_n",
+    *[c for k in _STAT_KEYS for c in (f"delta_{k}", f"delta_{k}_std")],
+    "published_mdice",
+    "published_miou",
+    "published_note",
+    "diff_mdice",
+    "diff_miou",
+    "model_key",
+    "loss_key",
+    "seeds",
+    "source",
+]
+
+
+def _dataset_rules(dataset: str, groups: Sequence[_Group], pub: Mapping, config: TableConfig) -> list[str]:
+    found = {rule for g in groups for run in g.runs for rule in run.data["rules"]}
+    return config.rule_order(found | {rule for (_, _, rule) in pub})
+
+
+def build_table(
+    dataset: str, runs: Sequence[_Run], published: pd.DataFrame, config: TableConfig | None = None
+) -> pd.DataFrame:
+    """Pool the runs of one dataset by config (up to ``seed``) and join them with the published numbers.
+
+    Rows are the union of the published (model, loss) pairs and the run groups, in configured order, times the
+    rules found in the runs or the published table. Values are percentages.
 
     Args:
-        dataset: ``cityscapes``, ``voc2012``, ``kvasir_seg`` or ``synthetic``.
+        dataset: Dataset name, as stored in the runs.
         runs: From :func:`load_runs`; other datasets are ignored.
         published: From :func:`load_published`.
+        config: From :func:`load_table_config` (default: the project's ``configs/``).
 
     Returns:
-        Columns: dataset, model, loss, rule (display names), reproduced ``mdice, miou, dataset_dice,
-        dataset_iou``, ``published_mdice, published_miou`` (the printed strings, '' if none),
-        ``published_note`` ('/', '-', ...), ``diff_mdice, diff_miou`` (reproduced minus published, unrounded),
-        ``status`` (``ok``, ``no run``, ``rule missing``, ``not applicable``: rendered '/', values kept if the
-        run has them) and ``source`` (the metrics.json path relative to the runs folder).
+        Long format, one row per group and rule: ``dataset, model, loss`` (display names), ``variant`` (the
+        config keys that tell groups of one model and loss apart, '' if there is one), ``rule`` (key),
+        ``status`` (``ok``, ``not applicable``, ``rule missing``, ``no run``), ``forced`` (the rule needs a
+        strictly proper loss and the run's is not), ``runs`` (runs in the group), ``n`` (runs with the rule),
+        mean and sample std (n - 1) of ``mdice, miou, dataset_dice, dataset_iou``, the same for the per-run
+        differences to the baseline rule (``delta_*``, over ``delta_n`` runs), ``published_mdice,
+        published_miou`` (the printed strings, '' if none), ``published_note``, ``diff_mdice, diff_miou``
+        (reproduced mean minus published, unrounded), ``model_key, loss_key`` (config names), ``seeds`` and
+        ``source`` (the metrics.json paths relative to the runs folder, ';'-separated).
     """
-    by_pair: dict[tuple[str, str], _Run] = {}
-    raw_loss: dict[str, str] = {v: k for k, v in LOSS_NAMES.items()}
-    for run in runs:
-        if run.data["dataset"] != dataset:
-            continue
-        key = (_display(run.data["model"], MODEL_NAMES), _display(run.data["loss"], LOSS_NAMES))
-        raw_loss.setdefault(key[1], run.data["loss"])
-        if key in by_pair:
-            print(
-                f"warning: {by_pair[key].path} and {run.path} are both {dataset} {key}; using the latter",
-                file=sys.stderr,
-            )
-        by_pair[key] = run
-
+    config = config or _DEFAULT
+    groups = _group_runs(dataset, runs, config)
     pub = _published_lookup(published, dataset)
-    pairs = {(m, lo) for (m, lo, _) in pub} | set(by_pair)
-    pairs_sorted = sorted(pairs, key=lambda p: (_order_key(p[0], MODEL_NAMES), _order_key(p[1], LOSS_NAMES)))
+    rules = _dataset_rules(dataset, groups, pub, config)
+    model_keys = {v: k for k, v in config.models.items()}
+    loss_keys = {v: k for k, v in config.losses.items()}
+
+    rows_of: list[tuple[str, str, str, str, _Group | None]] = []
+    covered = set()
+    for g in groups:
+        shown = (config.models.get(g.model, g.model), config.losses.get(g.loss, g.loss))
+        covered.add(shown)
+        rows_of.append((*shown, g.model, g.loss, g))
+    for model, loss in sorted({(m, lo) for (m, lo, _) in pub} - covered):
+        rows_of.append((model, loss, model_keys.get(model, model), loss_keys.get(loss, loss), None))
+    rows_of.sort(
+        key=lambda r: (
+            _order_key(r[2], config.models),
+            _order_key(r[3], config.losses),
+            r[4].variant if r[4] else "",
+        )
+    )
 
     rows = []
-    for model, loss in pairs_sorted:
-        run = by_pair.get((model, loss))
-        for rule in RULES:
+    for model, loss, model_key, loss_key, group in rows_of:
+        members = group.runs if group else []
+        proper = group.proper if group else config.loss_proper.get(loss_key)
+        base = [run.data["rules"].get(config.baseline) for run in members]
+        for rule in rules:
+            recs = [run.data["rules"].get(rule) for run in members]
+            present = [(run, rec) for run, rec in zip(members, recs, strict=True) if rec is not None]
+            requires = config.requires_proper(rule)
             prow = pub.get((model, loss, rule))
-            pub_md = prow["mdice"] if prow else ""
-            pub_mi = prow["miou"] if prow else ""
-            note = prow["note"] if prow else ""
-            rec = dict(
-                dataset=dataset,
-                model=model,
-                loss=loss,
-                rule=rule,
-                published_mdice=pub_md,
-                published_miou=pub_mi,
-                published_note=note,
-                source=str(run.path) if run else "",
-            )
-            scores = run.data["rules"].get(rule) if run else None
-            if rule == "rankdice" and raw_loss.get(loss, loss) in NOT_STRICTLY_PROPER:
-                status = "not applicable"
-            elif run is None:
-                status = "no run"
-            elif scores is None:
-                status = "rule missing"
-            else:
-                status = "ok"
-            if scores is not None:  # kept in the CSV even where the Markdown prints '/'
-                for key in ("mdice", "miou", "dataset_dice", "dataset_iou"):
-                    rec[key] = _pct(scores.get(key))
-                rec["diff_mdice"] = rec["mdice"] - float(pub_md) if pub_md else math.nan
-                rec["diff_miou"] = rec["miou"] - float(pub_mi) if pub_mi else math.nan
-            rec["status"] = status
+            rec: dict[str, Any] = {
+                "dataset": dataset,
+                "model": model,
+                "loss": loss,
+                "variant": group.variant if group else "",
+                "rule": rule,
+                "status": _status(bool(present), group is not None, proper, requires),
+                "forced": bool(present) and requires and proper is False,
+                "runs": len(members),
+                "n": len(present),
+                "published_mdice": prow["mdice"] if prow else "",
+                "published_miou": prow["miou"] if prow else "",
+                "published_note": prow["note"] if prow else "",
+                "model_key": model_key,
+                "loss_key": loss_key,
+                "seeds": ";".join(str(_seed(run)) for run, _ in present),
+                "source": ";".join(str(run.path) for run, _ in present),
+            }
+            for key in _STAT_KEYS:
+                stat = summarize(_pct(r.get(key)) for _, r in present)
+                rec[key], rec[f"{key}_std"] = stat.mean, stat.std
+                diffs = [
+                    100.0 * (float(r[key]) - float(b[key]))
+                    for r, b in zip(recs, base, strict=True)
+                    if r is not None and b is not None and r.get(key) is not None and b.get(key) is not None
+                ]
+                delta = summarize(diffs)
+                rec[f"delta_{key}"], rec[f"delta_{key}_std"] = delta.mean, delta.std
+                if key == "mdice":
+                    rec["delta_n"] = delta.n
+            for key in ("mdice", "miou"):
+                printed = rec[f"published_{key}"]
+                rec[f"diff_{key}"] = rec[key] - float(printed) if printed else math.nan
             rows.append(rec)
     return pd.DataFrame(rows).reindex(columns=_TABLE_COLUMNS)
 
 
+_CLASS_COLUMNS = [
+    "dataset",
+    "model",
+    "loss",
+    "variant",
+    "rule",
+    "metric",
+    "class",
+    "status",
+    "forced",
+    "runs",
+    "n",
+    "mean",
+    "std",
+    "delta_n",
+    "delta",
+    "delta_std",
+]
+
+
+def _classes_of_interest(run: _Run, rec: Mapping[str, Any]) -> list[str]:
+    names = list(rec.get("class_dice") or {})
+    settings = rec.get("eval_settings") or run.data.get("eval_settings") or {}
+    coi = settings.get("classes_of_interest")
+    if isinstance(coi, list):
+        return [names[i] for i in coi if 0 <= int(i) < len(names)]
+    return names
+
+
+def build_class_table(dataset: str, runs: Sequence[_Run], config: TableConfig | None = None) -> pd.DataFrame:
+    """Per-class Dice and IoU (per-image means, ``class_dice``/``class_iou``) of each group, rule and class.
+
+    Classes are those of interest (``eval_settings.classes_of_interest``; all if it is unset), in class order.
+    Groups, pooling and statuses are those of :func:`build_table`.
+
+    Args:
+        dataset: Dataset name, as stored in the runs.
+        runs: From :func:`load_runs`.
+        config: From :func:`load_table_config`.
+
+    Returns:
+        Long format: ``dataset, model, loss, variant, rule, metric`` (``dice`` or ``iou``), ``class``, ``status``,
+        ``forced``, ``runs``, ``n``, ``mean``, ``std`` (sample, n - 1) in %, and ``delta_n, delta, delta_std``:
+        the per-run difference to the baseline rule.
+    """
+    config = config or _DEFAULT
+    groups = _group_runs(dataset, runs, config)
+    classes: list[str] = []
+    for g in groups:
+        for run in g.runs:
+            for rec in run.data["rules"].values():
+                classes += [c for c in _classes_of_interest(run, rec) if c not in classes]
+    rules = _dataset_rules(dataset, groups, {}, config)
+    rows = []
+    for g in groups:
+        base = [run.data["rules"].get(config.baseline) for run in g.runs]
+        for rule in rules:
+            recs = [run.data["rules"].get(rule) for run in g.runs]
+            requires = config.requires_proper(rule)
+            present = [r for r in recs if r is not None]
+            for metric in ("dice", "iou"):
+                key = f"class_{metric}"
+                for cls in classes:
+                    stat = summarize(_pct((r.get(key) or {}).get(cls)) for r in present)
+                    diffs = []
+                    for r, b in zip(recs, base, strict=True):
+                        v = (r.get(key) or {}).get(cls) if r else None
+                        w = (b.get(key) or {}).get(cls) if b else None
+                        if v is not None and w is not None:
+                            diffs.append(100.0 * (float(v) - float(w)))
+                    delta = summarize(diffs)
+                    rows.append(
+                        {
+                            "dataset": dataset,
+                            "model": config.models.get(g.model, g.model),
+                            "loss": config.losses.get(g.loss, g.loss),
+                            "variant": g.variant,
+                            "rule": rule,
+                            "metric": metric,
+                            "class": cls,
+                            "status": _status(bool(present), True, g.proper, requires),
+                            "forced": bool(present) and requires and g.proper is False,
+                            "runs": len(g.runs),
+                            "n": stat.n,
+                            "mean": stat.mean,
+                            "std": stat.std,
+                            "delta_n": delta.n,
+                            "delta": delta.mean,
+                            "delta_std": delta.std,
+                        }
+                    )
+    return pd.DataFrame(rows).reindex(columns=_CLASS_COLUMNS)
+
+
+# ------------------------------------------------------------------------------------------------------ rendering
+
+
 def _fmt(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.1f}"
+
+
+def fmt_signed(x: float) -> str:
+    """``x`` with one decimal and its sign (a true minus sign; no "-0.0"); ``n/a`` for NaN."""
+    if math.isnan(x):
+        return "n/a"
+    x = 0.0 if round(x, 1) == 0 else x  # no "-0.0"
+    return f"{x:+.1f}".replace("-", _MINUS)
+
+
+def _pm(mean: float, std: float, signed: bool = False) -> str:
+    text = fmt_signed(mean) if signed else _fmt(mean)
+    return text if math.isnan(mean) or math.isnan(std) else f"{text} {_PM} {std:.1f}"
 
 
 def _fmt_diff(rep: float, pub: str) -> str:
@@ -237,19 +614,20 @@ def _fmt_diff(rep: float, pub: str) -> str:
     if math.isnan(rep):
         return "n/a"
     d = round(rep, 1) - float(pub)
-    d = 0.0 if abs(d) < 5e-10 else d
-    return f"{d:+.1f}".replace("-", "\u2212")
+    return fmt_signed(0.0 if abs(d) < 5e-10 else d)
 
 
-def _typo_marks(typos: pd.DataFrame, dataset: str) -> tuple[dict[tuple[str, str, str], list[int]], list[str]]:
+def _typo_marks(
+    typos: pd.DataFrame, dataset: str, config: TableConfig
+) -> tuple[dict[tuple[str, str, str], list[int]], list[str]]:
     marks: dict[tuple[str, str, str], list[int]] = {}
     notes = []
-    rule_order = [*RULES, "", "threshold_argmax"]
+    rule_order = [*config.rules, "", "threshold_argmax"]
     sub = sorted(
         typos[typos["dataset"] == dataset].to_dict("records"),  # numbered in table order
         key=lambda r: (
-            _order_key(r["model"], MODEL_NAMES),
-            _order_key(r["loss"], LOSS_NAMES),
+            _order_key(r["model"], config.models),
+            _order_key(r["loss"], config.losses),
             rule_order.index(r["rule"]) if r["rule"] in rule_order else len(rule_order),
         ),
     )
@@ -258,76 +636,161 @@ def _typo_marks(typos: pd.DataFrame, dataset: str) -> tuple[dict[tuple[str, str,
         rules = ("threshold", "argmax") if rule in ("", "threshold_argmax") else (rule,)
         for r in rules:
             marks.setdefault((row["model"], row["loss"], r), []).append(i)
-        rule_title = RULES.get(rule) or "Threshold/Argmax"
-        field = {"mdice": "mDice", "miou": "mIoU"}.get(row["field"], row["field"])
+        rule_title = config.rules.get(rule) or "Threshold/Argmax"
+        metric = {"mdice": "mDice", "miou": "mIoU"}.get(row["field"], row["field"])
         notes.append(
-            f"- [{i}] {row['model']} {row['loss']} {rule_title} {field}: the README prints "
+            f"- [{i}] {row['model']} {row['loss']} {rule_title} {metric}: the README prints "
             f"{row['published']}, the logs say {row['logged']}. Source: {row['source']}."
         )
     return marks, notes
 
 
-def _cell(rec: dict, with_published: bool, bold: bool, marks: list[int]) -> str:
+def _value_cell(rec: Mapping[str, Any], keys: tuple[str, str], bold: bool, delta: bool = False) -> str:
+    """``(a, b)`` of a table record with ± std, bold, dagger and ``[n=k]`` where fewer runs have it."""
     status = rec["status"]
     if status == "not applicable":
         return "/"
-    if status == "ok":
-        rep = f"({_fmt(rec['mdice'])}, {_fmt(rec['miou'])})"
-        rep = f"**{rep}**" if bold else rep
-    else:
-        rep = status
-    if not with_published:
-        return rep
+    if status != "ok":
+        return status
+    n_key = "delta_n" if delta else "n"
+    if delta and rec[n_key] == 0:
+        return "n/a"
+    keys = tuple(f"delta_{k}" for k in keys) if delta else keys
+    parts = [_pm(rec[k], rec[f"{k}_std"], signed=delta) for k in keys]
+    text = f"({', '.join(parts)})"
+    text = f"**{text}**" if bold else text
+    if rec["forced"]:
+        text += _DAGGER
+    if rec[n_key] != rec["runs"]:
+        text += f" [n={rec[n_key]}]"
+    return text
+
+
+def _published_suffix(rec: Mapping[str, Any], marks: list[int]) -> str:
     note = rec["published_note"]
-    if rec["published_mdice"]:
-        pub = f"pub ({rec['published_mdice']}, {rec['published_miou']})"
-        if marks:
-            pub += "".join(f"[{m}]" for m in marks)
-        if note:
-            pub += f" {note}"
-        if status == "ok":
-            pub += f" \u00b7 {_DASH} ({_fmt_diff(rec['mdice'], rec['published_mdice'])}, "
-            pub += f"{_fmt_diff(rec['miou'], rec['published_miou'])})"
-    else:
-        pub = f"pub {note}" if note else "not published"
-    return f"{rep} \u00b7 {pub}"
+    if not rec["published_mdice"]:
+        return f"pub {note}" if note else "not published"
+    pub = f"pub ({rec['published_mdice']}, {rec['published_miou']})"
+    pub += "".join(f"[{m}]" for m in marks)
+    if note:
+        pub += f" {note}"
+    if rec["status"] == "ok":
+        pub += f" \u00b7 {_DELTA} ({_fmt_diff(rec['mdice'], rec['published_mdice'])}, "
+        pub += f"{_fmt_diff(rec['miou'], rec['published_miou'])})"
+    return pub
 
 
-def render_markdown(dataset: str, table: pd.DataFrame, typos: pd.DataFrame | None = None) -> str:
-    """Render one dataset's table (from :func:`build_table`) in the published layout.
+def _rows(table: pd.DataFrame) -> list[tuple[tuple[str, str, str], dict[str, dict]]]:
+    out: dict[tuple[str, str, str], dict[str, dict]] = {}
+    for rec in table.to_dict("records"):
+        out.setdefault((rec["model"], rec["loss"], rec["variant"]), {})[rec["rule"]] = rec
+    return list(out.items())
 
-    Each cell is ``(mDice, mIoU)`` in percent with one decimal; the best reproduced mDice of each row (ties
-    included, compared at the displayed precision) is bold; RankDice on a loss that is not strictly proper is
-    '/'.
-    Unless the dataset has no published numbers, every cell also shows the published value and the difference.
+
+def _head(titles: Sequence[str], with_variant: bool) -> list[str]:
+    cols = ["Model", "Loss", *(["Variant"] if with_variant else []), "Runs", *titles]
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+
+def _lead(key: tuple[str, str, str], runs: int, with_variant: bool) -> list[str]:
+    model, loss, variant = key
+    return [model, loss, *([variant] if with_variant else []), str(runs)]
+
+
+def _score_table(
+    table: pd.DataFrame,
+    rules: Sequence[str],
+    keys: tuple[str, str],
+    config: TableConfig,
+    with_variant: bool,
+    published: bool = False,
+    marks: Mapping[tuple[str, str, str], list[int]] | None = None,
+) -> list[str]:
+    lines = _head([config.rule_title(r) for r in rules], with_variant)
+    for key, recs in _rows(table):
+        shown = [
+            round(recs[r][keys[0]], 1) if recs[r]["status"] == "ok" else math.nan for r in rules
+        ]  # compared as displayed
+        best = strict_best(shown)
+        cells = []
+        for i, rule in enumerate(rules):
+            cell = _value_cell(recs[rule], keys, bold=i == best)
+            if published and recs[rule]["status"] != "not applicable":
+                cell += " \u00b7 " + _published_suffix(recs[rule], (marks or {}).get((key[0], key[1], rule), []))
+            cells.append(cell)
+        runs = next(iter(recs.values()))["runs"]
+        lines.append("| " + " | ".join([*_lead(key, runs, with_variant), *cells]) + " |")
+    return lines
+
+
+def _forced_note(table: pd.DataFrame, config: TableConfig) -> list[str]:
+    forced = table[table["forced"].astype(bool)]
+    if forced.empty:
+        return []
+    rules = ", ".join(config.rule_title(r) for r in config.rule_order(forced["rule"]))
+    losses = ", ".join(dict.fromkeys(forced["loss"]))
+    return [
+        f"{_DAGGER} {rules} on a loss that is not strictly proper ({losses}): evaluated with "
+        "`force_rankdice=true`. Its outputs are not calibrated probabilities, so this is outside the paper's "
+        "protocol, where the cell is '/'.",
+        "",
+    ]
+
+
+def render_markdown(
+    dataset: str,
+    table: pd.DataFrame,
+    typos: pd.DataFrame | None = None,
+    config: TableConfig | None = None,
+    plots: Mapping[str, str] | None = None,
+) -> str:
+    """Render one dataset's tables (from :func:`build_table`): scores, dataset-level scores and gains.
+
+    The first table is the published layout: ``(mDice, mIoU)`` in percent with one decimal, pooled over seeds,
+    with the published value and the difference in each cell where the dataset has published numbers. The row's
+    strictly best mDice (compared as displayed; no bold on a tie) is bold. The dataset-level table bolds the
+    strictly best dataset Dice. The gains table shows each rule minus the baseline, per run, pooled.
 
     Args:
-        dataset: Dataset key; selects the title.
+        dataset: Dataset name; selects the title.
         table: Output of :func:`build_table` for that dataset.
         typos: Optional :func:`load_known_typos` frame; matching published values get a footnote mark.
+        config: From :func:`load_table_config`.
+        plots: Files written beside this one to link: ``{"gains": PNG, "class_gains": PNG, "classes_md": MD}``,
+            each optional.
 
     Returns:
         The Markdown document, ending with a newline.
     """
+    config = config or _DEFAULT
+    plots = plots or {}
     with_published = bool((table["published_mdice"] != "").any() | (table["published_note"] != "").any())
-    marks, notes = _typo_marks(typos if typos is not None else load_known_typos(None), dataset)
-    lines = [f"# {DATASETS.get(dataset, dataset)}", ""]
+    with_variant = bool((table["variant"] != "").any())
+    marks, notes = _typo_marks(typos if typos is not None else load_known_typos(None), dataset, config)
+    rules = list(dict.fromkeys(table["rule"]))
+    baseline = config.baseline
+    base_title = config.rule_title(baseline)
+
+    lines = [f"# {config.datasets.get(dataset, dataset)}", ""]
     lines.append("Generated by `scripts/make_tables.py` from the runs' `metrics.json` files; do not edit.")
     lines.append("")
+    legend = (
+        "Cells: reproduced (mDice, mIoU) in %, the mean over the row's runs (Runs: runs whose stored config "
+        f"differs only by `seed`), {_PM} the sample standard deviation (n {_MINUS} 1 denominator) when there are "
+        "several; [n=k]: only k of them have the rule. Bold: the strictly best mDice of the row (none on a tie). "
+        "'/' = not applicable: the rule needs calibrated probabilities and the run's loss is not strictly proper "
+        f"(`proper: false` in its stored config); {_DAGGER} = evaluated anyway; 'rule missing' = no run of the "
+        "row has this rule."
+    )
     if with_published:
-        lines.append(
-            "Cells: reproduced (mDice, mIoU) in %, best reproduced mDice of the row in bold; then `pub` = "
-            f"the value published by Dai & Li (JMLR 2023) and {_DASH} = reproduced (as displayed) minus "
-            "published. '/' = RankDice not applicable (loss not strictly proper); published '-' = not "
-            "trained in the paper; 'no run' = no metrics.json for this model and loss; 'rule missing' = the "
-            "run lacks this rule."
+        legend += (
+            f" Then `pub` = the value published by Dai & Li (JMLR 2023) and {_DELTA} = reproduced (as displayed) "
+            "minus published; published '-' = not trained in the paper; 'no run' = no metrics.json for this "
+            "model and loss."
         )
-    else:
-        lines.append(
-            "Cells: reproduced (mDice, mIoU) in %, best mDice of the row in bold. '/' = RankDice not "
-            "applicable (loss not strictly proper); 'rule missing' = the run lacks this rule."
-        )
-    lines.append("")
+    lines += [legend, ""]
+    if with_variant:
+        lines += ["Variant: the run-config keys in which rows of the same model and loss differ.", ""]
     if dataset == "kvasir_seg" and with_published:
         lines.append("The paper prints one T/argmax column for Kvasir-SEG; it is compared with both columns here.")
         lines.append("")
@@ -337,60 +800,179 @@ def render_markdown(dataset: str, table: pd.DataFrame, typos: pd.DataFrame | Non
             "paper_protocol §1), so their mIoU differences are not meaningful."
         )
         lines.append("")
-    lines.append("| Model | Loss | " + " | ".join(RULES.values()) + " |")
-    lines.append("|---|---|" + "---|" * len(RULES))
-    for (model, loss), grp in table.groupby(["model", "loss"], sort=False):
-        recs = {r["rule"]: r for r in grp.to_dict("records")}
-        shown = [round(r["mdice"], 1) for r in recs.values() if r["status"] == "ok" and not math.isnan(r["mdice"])]
-        best = max(shown) if shown else None
-        cells = []
-        for rule in RULES:
-            rec = recs[rule]
-            bold = best is not None and rec["status"] == "ok" and round(rec["mdice"], 1) == best
-            cells.append(_cell(rec, with_published, bold, marks.get((model, loss, rule), [])))
-        lines.append(f"| {model} | {loss} | " + " | ".join(cells) + " |")
+    lines += _score_table(table, rules, ("mdice", "miou"), config, with_variant, with_published, marks)
+    lines.append("")
+    lines += _forced_note(table, config)
     if notes and with_published:
+        lines += [*notes, ""]
+
+    has_runs = table[table["runs"] > 0]
+    if not has_runs.empty:
+        lines += ["## Dataset-level Dice and IoU", ""]
+        lines.append(
+            "Cells: (Dice, IoU) in % of the counts summed over the whole validation set (the mmseg convention), "
+            "averaged over the classes of interest; pooled over runs as above. Bold: the strictly best Dice."
+        )
         lines.append("")
-        lines.extend(notes)
-    return "\n".join(lines) + "\n"
+        lines += _score_table(has_runs, rules, ("dataset_dice", "dataset_iou"), config, with_variant)
+        lines.append("")
+        others = [r for r in rules if r != baseline]
+        if baseline in rules and others:
+            lines += [f"## Gain over {base_title}", ""]
+            lines.append(
+                f"Cells: ({_DELTA}mDice, {_DELTA}mIoU) in percentage points, the rule minus {base_title} in each "
+                f"run, then mean {_PM} sample standard deviation over the runs that have both."
+            )
+            lines.append("")
+            lines += _head([config.rule_title(r) for r in others], with_variant)
+            for key, recs in _rows(has_runs):
+                cells = [_value_cell(recs[r], ("mdice", "miou"), bold=False, delta=True) for r in others]
+                runs = next(iter(recs.values()))["runs"]
+                lines.append("| " + " | ".join([*_lead(key, runs, with_variant), *cells]) + " |")
+            lines.append("")
+            if plots.get("gains"):
+                lines += [f"![Gain over {base_title} per model and loss]({plots['gains']})", ""]
+        if plots.get("classes_md"):
+            link = plots["classes_md"]
+            lines.append(f"Per-class Dice and IoU of every rule, and their gains: [{link}]({link}).")
+            lines.append("")
+        if plots.get("class_gains"):
+            lines += [f"![Per-class gain over {base_title}]({plots['class_gains']})", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def render_class_markdown(dataset: str, class_table: pd.DataFrame, config: TableConfig | None = None) -> str:
+    """Render per-class Dice and IoU tables, one per metric and rule, then one per metric and gain.
+
+    Args:
+        dataset: Dataset name; selects the title.
+        class_table: Output of :func:`build_class_table`.
+        config: From :func:`load_table_config`.
+
+    Returns:
+        The Markdown document, ending with a newline.
+    """
+    config = config or _DEFAULT
+    title = config.datasets.get(dataset, dataset)
+    with_variant = bool((class_table["variant"] != "").any())
+    classes = list(dict.fromkeys(class_table["class"]))
+    rules = list(dict.fromkeys(class_table["rule"]))
+    baseline, base_title = config.baseline, config.rule_title(config.baseline)
+    lines = [f"# {title}: per-class scores", ""]
+    lines.append("Generated by `scripts/make_tables.py` from the runs' `metrics.json` files; do not edit.")
+    lines.append("")
+    lines.append(
+        f"Cells: per-class Dice or IoU in % (mean over the images, as in the mean columns), mean {_PM} sample "
+        f"standard deviation (n {_MINUS} 1) over the row's runs; [n=k]: k runs have a value (a class absent from "
+        f"both prediction and truth in every image has none). Gains: the rule minus {base_title} in each run, "
+        f"in percentage points. '/' = not applicable, {_DAGGER} = forced (see `{dataset}.md`)."
+    )
+    lines.append("")
+    sections = [(m, r, False) for m in ("dice", "iou") for r in rules]
+    sections += [(m, r, True) for m in ("dice", "iou") for r in rules if r != baseline and baseline in rules]
+    for metric, rule, delta in sections:
+        name = {"dice": "Dice", "iou": "IoU"}[metric]
+        heading = f"{name} gain over {base_title}: {config.rule_title(rule)}" if delta else f"{name}: "
+        heading += "" if delta else config.rule_title(rule)
+        lines += [f"## {heading}", ""]
+        lines += _head(classes, with_variant)
+        sub = class_table[(class_table["rule"] == rule) & (class_table["metric"] == metric)]
+        grouped: dict[tuple[str, str, str], dict[str, dict]] = {}
+        for rec in sub.to_dict("records"):
+            grouped.setdefault((rec["model"], rec["loss"], rec["variant"]), {})[rec["class"]] = rec
+        for key, recs in grouped.items():
+            cells = []
+            for cls in classes:
+                rec = recs[cls]
+                if rec["status"] == "not applicable":
+                    cells.append("/")
+                    continue
+                if rec["status"] != "ok":
+                    cells.append(rec["status"])
+                    continue
+                n = rec["delta_n"] if delta else rec["n"]
+                mean, std = (rec["delta"], rec["delta_std"]) if delta else (rec["mean"], rec["std"])
+                text = "n/a" if n == 0 else _pm(mean, std, signed=delta)
+                text += _DAGGER if rec["forced"] else ""
+                text += f" [n={n}]" if 0 < n != rec["runs"] else ""
+                cells.append(text)
+            runs = next(iter(recs.values()))["runs"]
+            lines.append("| " + " | ".join([*_lead(key, runs, with_variant), *cells]) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def write_tables(
     runs_dir: str | Path,
     out_dir: str | Path,
     published_csv: str | Path,
-    datasets: Iterable[str] = tuple(DATASETS),
+    datasets: Iterable[str] | None = None,
     known_typos_csv: str | Path | None = None,
+    config: TableConfig | None = None,
+    plots: bool = True,
 ) -> list[Path]:
-    """Build, render and write ``{dataset}.csv`` and ``{dataset}.md`` for each dataset.
+    """Build, render and write the tables (and plots) of each dataset.
 
-    A dataset with neither runs nor published numbers is skipped.
+    Per dataset: ``{dataset}.csv`` and ``.md`` (:func:`build_table`, :func:`render_markdown`), then, where it has
+    runs, ``{dataset}_classes.csv`` and ``.md`` and the plots ``{dataset}_gains.png`` and
+    ``{dataset}_class_gains.png``. A dataset with neither runs nor published numbers is skipped.
 
     Args:
         runs_dir: Root of the ``metrics.json`` files.
         out_dir: Output folder.
         published_csv: ``published_tables.csv``.
-        datasets: Dataset keys to render.
+        datasets: Dataset names to render; default: every dataset with a run below ``runs_dir``.
         known_typos_csv: Optional ``known_typos.csv`` used for footnotes.
+        config: From :func:`load_table_config` (default: the project's ``configs/``).
+        plots: Also draw the PNG plots.
 
     Returns:
-        The files written.
+        The files written; for each dataset ``{dataset}.csv`` and ``{dataset}.md`` come first.
     """
+    config = config or _DEFAULT
     runs = load_runs(runs_dir)
     published = load_published(published_csv)
     typos = load_known_typos(known_typos_csv)
-    written = []
-    for dataset in datasets:
-        table = build_table(dataset, runs, published)
+    out = Path(out_dir)
+    written: list[Path] = []
+    for dataset in find_datasets(runs, config) if datasets is None else datasets:
+        table = build_table(dataset, runs, published, config)
         if table.empty:
             print(f"{dataset}: no runs and no published numbers; skipped", file=sys.stderr)
             continue
-        out = Path(out_dir)
-        csv_path = atomic_write(
-            out / f"{dataset}.csv", lambda p, t=table: t.to_csv(p, index=False, float_format="%.4f")
-        )
-        md_path = atomic_write_text(out / f"{dataset}.md", render_markdown(dataset, table, typos))
+        class_table = build_class_table(dataset, runs, config)
+        has_runs = bool((table["runs"] > 0).any())
+        files = {}
+        if has_runs:
+            files["classes_md"] = f"{dataset}_classes.md"
+            gains = (table["delta_n"] > 0) & (table["rule"] != config.baseline)
+            if plots and gains.any():
+                files["gains"] = f"{dataset}_gains.png"
+                class_gains = (class_table["delta_n"] > 0) & (class_table["rule"] != config.baseline)
+                if class_gains.any():
+                    files["class_gains"] = f"{dataset}_class_gains.png"
+        files_written = [
+            atomic_write(out / f"{dataset}.csv", lambda p, t=table: t.to_csv(p, index=False, float_format="%.4f")),
+            atomic_write_text(out / f"{dataset}.md", render_markdown(dataset, table, typos, config, files)),
+        ]
+        if has_runs:
+            files_written.append(
+                atomic_write(
+                    out / f"{dataset}_classes.csv",
+                    lambda p, t=class_table: t.to_csv(p, index=False, float_format="%.4f"),
+                )
+            )
+            files_written.append(
+                atomic_write_text(out / files["classes_md"], render_class_markdown(dataset, class_table, config))
+            )
+        if "gains" in files:
+            from rankseg.experiments.plots import plot_class_gains, plot_gains, save_png
+
+            files_written.append(save_png(plot_gains(table, config), out / files["gains"], config.dpi))
+            if "class_gains" in files:
+                fig = plot_class_gains(class_table, config)
+                files_written.append(save_png(fig, out / files["class_gains"], config.dpi))
         n_ok = int((table["status"] == "ok").sum())
-        print(f"{dataset}: {n_ok} reproduced cells -> {md_path}, {csv_path}")
-        written += [csv_path, md_path]
+        print(f"{dataset}: {n_ok} reproduced cells -> {', '.join(str(p) for p in files_written)}")
+        written += files_written
     return written
