@@ -40,7 +40,6 @@ is an error (exit status 2 from ``predict.py``).
 from __future__ import annotations
 
 import json
-import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -55,12 +54,12 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from rankseg.data.base import SegmentationDataset
 from rankseg.data.transforms import build_eval_transform
 from rankseg.engine.build import build_rules, resolve_device
 from rankseg.engine.config_checks import ConfigError, check_evaluate_config
+from rankseg.engine.console import echo, progress
 from rankseg.engine.evaluate import _load_network, locate_checkpoint
 from rankseg.engine.image_files import (
     READ_ERRORS,
@@ -169,7 +168,7 @@ def _usable_rules(cfg: DictConfig, loss_cfg: dict[str, Any]) -> dict[str, Predic
             "is not one; use a rule such as predict=argmax, or force_rankdice=true"
         )
     if skipped:
-        print(
+        echo(
             f"skipping {', '.join(skipped)}: loss {loss_cfg.get('name')!r} is not strictly proper, so its outputs "
             "are not calibrated probabilities; force_rankdice=true runs them anyway"
         )
@@ -212,7 +211,7 @@ class _RuleFolder:
             problem = f"it is not valid JSON ({err})"
         aside = self.manifest.with_name(f"{MANIFEST_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         self.manifest.replace(aside)
-        print(f"warning: {self.manifest} was unreadable ({problem}); moved it to {aside}")
+        echo(f"warning: {self.manifest} was unreadable ({problem}); moved it to {aside}")
         return None
 
     def _difference(self, old: dict[str, Any]) -> str | None:
@@ -251,7 +250,7 @@ class _RuleFolder:
                 )
             else:
                 removed = self._remove_listed(old)
-                print(f"overwrite=true: deleted {removed} files of the earlier predictions in {self.folder}")
+                echo(f"overwrite=true: deleted {removed} files of the earlier predictions in {self.folder}")
         known = {name for entry in self.files.values() for name in entry.get("outputs", [])}
         planned = [name for image in images for name in self.outputs(image.rel, overlays)]
         for name in planned:
@@ -266,7 +265,7 @@ class _RuleFolder:
             )
         replaced = sum((self.folder / name).exists() for name in planned)
         if replaced:
-            print(f"note: replacing {replaced} existing files in {self.folder} (same network, rule and settings)")
+            echo(f"note: replacing {replaced} existing files in {self.folder} (same network, rule and settings)")
         pending = {str(image.rel): self.outputs(image.rel, overlays) for image in images}
         self._write({"status": "running", "pending": pending})
 
@@ -335,7 +334,7 @@ def run_prediction(cfg: DictConfig) -> dict[str, Any]:
     device = resolve_device(str(cfg.device))
     iteration, total = state["iteration"], state.get("total_iters")
     if total is not None and iteration < total:
-        print(f"note: {ckpt_path} is at iteration {iteration}/{total}: its training has not finished")
+        echo(f"note: {ckpt_path} is at iteration {iteration}/{total}: its training has not finished")
     loss_cfg = state["config"]["loss"]
     rules = _usable_rules(cfg, loss_cfg)
     header = {
@@ -359,13 +358,13 @@ def run_prediction(cfg: DictConfig) -> dict[str, Any]:
     root, targets = _rule_folders(cfg, identity, rules, header)
     if ignored:
         shown = ", ".join(p.name for p in ignored[:_LISTED]) + (" ..." if len(ignored) > _LISTED else "")
-        print(f"note: left out {len(ignored)} file(s) of input={cfg.input} that are not images by name: {shown}")
+        echo(f"note: left out {len(ignored)} file(s) of input={cfg.input} that are not images by name: {shown}")
 
     skipped: dict[str, str] = {}
     groups = _group_by_size(images, skipped)
     model.to(device).eval()
     count = sum(map(len, groups.values()))
-    print(f"predicting {count} images of input={cfg.input} with run {header['run_key']}, rules {', '.join(rules)}")
+    echo(f"predicting {count} images of input={cfg.input} with run {header['run_key']}, rules {', '.join(rules)}")
     job = _Job(model, preprocess, rules, targets, palette, header["settings"], device, cfg)
     with ExitStack() as stack:
         stack.enter_context(torch.inference_mode())
@@ -374,7 +373,7 @@ def run_prediction(cfg: DictConfig) -> dict[str, Any]:
         sources = {image.path.resolve() for image in images}
         for target in targets.values():
             target.prepare([i for group in groups.values() for i in group], job.overlays, bool(cfg.overwrite), sources)
-        bar = tqdm(total=count, desc="predict", unit="img", disable=None, mininterval=1.0, dynamic_ncols=True)
+        bar = progress(total=count, desc="predict", unit="img")
         for group in groups.values():
             for start in range(0, len(group), job.batch_size):
                 chunk = group[start : start + job.batch_size]
@@ -392,7 +391,7 @@ def run_prediction(cfg: DictConfig) -> dict[str, Any]:
     folders = [str(t.folder) for t in targets.values()]
     where = folders[0] if len(folders) == 1 else f"{root}/{{{','.join(rules)}}}"
     line = f"wrote {written} predictions ({', '.join(rules)}) to {where}"
-    print(line + (f", skipped {len(skipped)} unreadable: {_list(skipped)}" if skipped else ""))
+    echo(line + (f", skipped {len(skipped)} unreadable: {_list(skipped)}" if skipped else ""))
     return {
         "run": header["run_key"],
         "checkpoint": str(ckpt_path),
@@ -445,7 +444,7 @@ def _group_by_size(images: Sequence[InputImage], skipped: dict[str, str]) -> dic
 def _skip(image: InputImage, err: BaseException, skipped: dict[str, str]) -> None:
     name = str(image.rel.with_suffix(image.path.suffix))
     skipped[name] = read_problem(err, image.path)
-    tqdm.write(f"skipped {image.path}: unreadable image ({skipped[name]})", file=sys.stderr)
+    echo(f"skipped {image.path}: unreadable image ({skipped[name]})", err=True)
 
 
 class _Job:

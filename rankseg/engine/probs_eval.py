@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from rankseg.data.prob_files import (
     NIFTI_ORDERS,
@@ -55,6 +54,7 @@ from rankseg.data.prob_files import (
 )
 from rankseg.engine.build import build_rules, resolve_device
 from rankseg.engine.config_checks import ConfigError, _check_device
+from rankseg.engine.console import echo, progress
 from rankseg.engine.evaluate import CLASS_CSV, METRICS_FILE, format_report, merge_metrics, read_metrics, rule_records
 from rankseg.engine.runfiles import atomic_write_text, file_lock, git_commit
 from rankseg.engine.runs import check_path_component
@@ -236,7 +236,7 @@ def _check_values(
         if first and probs.shape[0] > 1 and lo >= 0 and hi <= 1:
             deviation = float((probs.sum(0) - 1).abs().max())
             if deviation <= 1e-3:
-                print(
+                echo(
                     f"warning: {case.probs.name} already looks like probabilities (values in [0, 1], summing to 1 "
                     f"per pixel), but activation={s.activation} treats them as logits; use activation=none if they are"
                 )
@@ -376,13 +376,13 @@ def run_probs_evaluation(cfg: DictConfig) -> dict[str, Any]:
         read_metrics(s.out_dir / METRICS_FILE)  # a corrupt file is moved aside now, not after the evaluation
     rules = build_rules(cfg.predict)
     if unscored:
-        print(f"note: {len(unscored)} label file(s) have no probabilities and are left out (partial=true)")
+        echo(f"note: {len(unscored)} label file(s) have no probabilities and are left out (partial=true)")
 
     accumulators: dict[str, MetricAccumulator] = {}
     scored: list[str] = []
     skipped: list[str] = []
     running = {name: [0.0, 0] for name in rules}  # sum and count of per-case mDice, for the progress bar
-    bar = tqdm(cases, desc=f"evaluate_probs {s.name}", dynamic_ncols=True)
+    bar = progress(cases, desc=f"evaluate_probs {s.name}", unit="case")
     for case in bar:
         probs, label = _read_case(case, s, src)
         if not accumulators:  # the class count is known from the first file on
@@ -406,7 +406,7 @@ def run_probs_evaluation(cfg: DictConfig) -> dict[str, Any]:
         bar.set_postfix({f"mDice[{n}]": f"{t / max(c, 1):.3f}" for n, (t, c) in running.items()})
     bar.close()
     if skipped:
-        print(f"note: {len(skipped)} case(s) have no labelled voxel (all ignore_index) and are skipped: {skipped[:5]}")
+        echo(f"note: {len(skipped)} case(s) have no labelled voxel (all ignore_index) and are skipped: {skipped[:5]}")
 
     settings = {
         "probs_sha256": digest(src.probs_files),
@@ -450,7 +450,7 @@ def _settle_classes(s: _Settings, src: _Source) -> None:
         )
     names = s.class_names or src.nnunet_names
     if names is not None and len(names) != num_classes:
-        print(f"note: dataset.json in {s.probs} names {len(names)} classes, the files have {num_classes}: not used")
+        echo(f"note: dataset.json in {s.probs} names {len(names)} classes, the files have {num_classes}: not used")
         names = None
     src.class_names = list(names) if names else [str(k) for k in range(num_classes)]
     bad = [k for k in s.classes_of_interest or [] if k >= num_classes]
@@ -491,7 +491,7 @@ def _write_case_csv(path: Path, merged_rules: list[str], new_rules: set[str], ro
                     if row and row[0] in merged_rules and row[0] not in new_rules:
                         kept.setdefault(row[0], []).append(row)
         except (OSError, UnicodeDecodeError, csv.Error) as err:
-            print(f"warning: {path} was unreadable ({err}); it now holds this evaluation's rules only")
+            echo(f"warning: {path} was unreadable ({err}); it now holds this evaluation's rules only")
             kept = {}
     fresh: dict[str, list[list]] = {}
     for row in rows:
@@ -517,12 +517,12 @@ def _report(
         f"Results for probabilities {s.probs} against labels {s.labels} ({len(scored)} cases, x100; "
         f"activation {s.activation})"
     )
-    print(format_report(records, class_names, title))
+    echo(format_report(records, class_names, title))
     # The case-table lock (taken first, always in this order) keeps the two tables of concurrent merges consistent;
     # merge_metrics takes the metrics.json lock itself.
     with file_lock(s.out_dir / CASE_CSV):
         merged = merge_metrics(s.out_dir / METRICS_FILE, header, records)
         rows = _case_rows(counts, class_names, scored)
         _write_case_csv(s.out_dir / CASE_CSV, list(merged["rules"]), set(records), rows)
-    print(f"wrote {s.out_dir / METRICS_FILE}, {s.out_dir / CLASS_CSV} and {s.out_dir / CASE_CSV}")
+    echo(f"wrote {s.out_dir / METRICS_FILE}, {s.out_dir / CLASS_CSV} and {s.out_dir / CASE_CSV}")
     return merged

@@ -31,7 +31,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from rankseg.engine.build import (
     EpochSampler,
@@ -45,6 +44,7 @@ from rankseg.engine.build import (
 )
 from rankseg.engine.checkpoint import CheckpointError, check_same_run, load_checkpoint, save_checkpoint
 from rankseg.engine.config_checks import ConfigError, check_train_config
+from rankseg.engine.console import echo, progress
 from rankseg.engine.distributed import DistInfo, all_reduce_sum, barrier, max_over_ranks, process_group
 from rankseg.engine.runfiles import atomic_write_json, git_commit
 from rankseg.engine.runs import (
@@ -136,7 +136,7 @@ def _maybe_sync_bn(model: nn.Module, cfg: DictConfig, info: DistInfo, device: to
         return model
     if device.type != "cuda":
         if info.is_main:
-            print("note: sync_bn=true needs CUDA (torch's SyncBatchNorm); keeping per-process BatchNorm")
+            echo("note: sync_bn=true needs CUDA (torch's SyncBatchNorm); keeping per-process BatchNorm")
         return model
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
@@ -160,11 +160,11 @@ def _resolve_run(cfg: DictConfig, identity: dict[str, Any], info: DistInfo) -> t
     if not path.is_file():
         legacy = path.parent.parent / CHECKPOINT_FILE
         if info.is_main and legacy.is_file():
-            print(f"note: {legacy} (the layout before run folders) is not resumed; continue it with resume={legacy}")
+            echo(f"note: {legacy} (the layout before run folders) is not resumed; continue it with resume={legacy}")
         return path, None
     if not resume:
         if info.is_main:
-            print(f"resume=false: starting run {run_name(identity)} over; {path} will be replaced")
+            echo(f"resume=false: starting run {run_name(identity)} over; {path} will be replaced")
         return path, None
     state = load_checkpoint(path, hint="Delete it, or start the run over with resume=false")
     problem = f"{path} holds another config than its folder name says"
@@ -238,7 +238,7 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
     run_dir = ckpt_path.parent
     if info.is_main:
         how = f"resuming at iteration {iteration}/{total_iters}" if state is not None else "new"
-        print(f"run {cfg.dataset.name}/{cfg.model.name}/{cfg.loss.name}/{name} ({how}): {run_dir}")
+        echo(f"run {cfg.dataset.name}/{cfg.model.name}/{cfg.loss.name}/{name} ({how}): {run_dir}")
         if not (run_dir / RUN_FILE).is_file():
             atomic_write_json(
                 run_dir / RUN_FILE,
@@ -292,7 +292,7 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
     summary = {"checkpoint": str(ckpt_path), "run": str(run_key(identity)), "start_iteration": start_iteration}
     if state is not None and iteration >= max_iters:
         if info.is_main:
-            print(f"nothing to do: the checkpoint is at iteration {iteration} (stop at {max_iters}/{total_iters})")
+            echo(f"nothing to do: the checkpoint is at iteration {iteration} (stop at {max_iters}/{total_iters})")
         stopped = "finished" if iteration >= total_iters else "max_iters"
         return {
             **summary,
@@ -308,12 +308,8 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
     log_every = int(cfg.get("log_every", 20))
     last_save = time.monotonic()
     loss_sum, loss_count, stopped = 0.0, 0, "finished"
-    bar = tqdm(
-        total=total_iters,
-        initial=iteration,
-        desc=f"train {cfg.model.name}/{cfg.loss.name}",
-        dynamic_ncols=True,
-        disable=not info.is_main,
+    bar = progress(
+        total=total_iters, initial=iteration, desc=f"train {cfg.model.name}/{cfg.loss.name}", disable=not info.is_main
     )
     model.train()
     signum = 0
@@ -402,7 +398,7 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
                     f"{ckpt_path}. Run the same command again to resume (or add resume={run_dir})"
                 )
                 if info.is_main:
-                    print(message, flush=True)
+                    echo(message)
                 stop.hand_over()
                 raise TrainingInterrupted(signum, message)
     finally:
@@ -413,7 +409,7 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
     save(stopped)
     loss_sum, loss_count = all_reduce_sum([loss_sum, loss_count], info, device)
     if info.is_main:
-        print(f"checkpoint ({stopped}, iteration {iteration}/{total_iters}): {ckpt_path}")
+        echo(f"checkpoint ({stopped}, iteration {iteration}/{total_iters}): {ckpt_path}")
     return {
         **summary,
         **_progress(iteration, iters_per_epoch, total_iters, stopped),
