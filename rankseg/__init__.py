@@ -11,6 +11,7 @@ from importlib import metadata as _metadata
 from rankseg import distribution, functional
 from rankseg._ba import rankdice_ba
 from rankseg._core import RankSEG
+from rankseg._details import RankSEGDetails, rankseg_details
 from rankseg._exact import expected_metric
 from rankseg._rma import rankseg_rma
 from rankseg.distribution import RefinedNormal, RefinedNormalPB
@@ -30,4 +31,6 @@ __all__ = [
     "rankdice_ba",
     "rankseg_rma",
     "expected_metric",
+    "rankseg_details",
+    "RankSEGDetails",
 ]

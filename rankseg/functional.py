@@ -9,6 +9,7 @@ import torch
 
 from rankseg import _exact, _multiclass, _rma
 from rankseg._ba import _rankdice_ba, rankdice_ba
+from rankseg._details import rankseg_details as rankseg_details  # + tau/cutoff; not a 0.0.8 name: not in __all__
 from rankseg._rma import rankseg_rma
 from rankseg._validation import (
     check_eps,

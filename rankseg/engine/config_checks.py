@@ -151,3 +151,20 @@ def check_evaluate_config(cfg: DictConfig) -> None:
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None and not (isinstance(ckpt, str) and ckpt.strip()):
         raise ConfigError(f"ckpt_path must be a path or null, got {ckpt!r}")
+    _check_calibration(cfg)
+
+
+def _check_calibration(cfg: DictConfig) -> None:
+    """``calibrate`` and ``calibration.*`` (rankseg/engine/calibration.py); absent keys take their defaults."""
+    mode = cfg.get("calibrate")
+    if mode not in (None, False, "none", "temperature"):
+        raise ConfigError(f"calibrate must be none or temperature, got {mode!r}")
+    if cfg.get("calibration") is None:
+        return
+    _int(cfg, "calibration.num_bins", 1, optional=True)
+    _int(cfg, "calibration.seed", 0, optional=True)
+    _int(cfg, "calibration.max_pixels", 1, optional=True)
+    _number(cfg, "calibration.fraction", 0.0, strict=True, optional=True)
+    fraction = OmegaConf.select(cfg, "calibration.fraction")
+    if fraction is not None and fraction > 1:
+        raise ConfigError(f"calibration.fraction must be in (0, 1] (a share of the train images), got {fraction!r}")

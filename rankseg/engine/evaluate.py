@@ -34,8 +34,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
+from rankseg.engine import calibration as calib
+from rankseg.engine import console, tracking
 from rankseg.engine.build import build_dataset, build_model, build_rules
 from rankseg.engine.checkpoint import (
     CheckpointError,
@@ -48,6 +49,7 @@ from rankseg.engine.checkpoint import (
 )
 from rankseg.engine.config_checks import ConfigError, check_evaluate_config
 from rankseg.engine.distributed import DistInfo, ShardedBatchSampler, broadcast_object, gather_rows, process_group
+from rankseg.engine.inspection import Inspector, check_inspect_config
 from rankseg.engine.runfiles import atomic_write_json, atomic_write_text, file_lock, git_commit, nan_to_none
 from rankseg.engine.runs import (
     CHECKPOINT_FILE,
@@ -224,7 +226,7 @@ def read_metrics(path: Path) -> dict[str, Any]:
         problem = f"it is not valid JSON ({err})"
     aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
     path.replace(aside)
-    print(f"warning: {path} was unreadable: {problem}; moved it to {aside} (nothing in it is used)")
+    console.echo(f"warning: {path} was unreadable: {problem}; moved it to {aside} (nothing in it is used)")
     return {}
 
 
@@ -245,6 +247,7 @@ def merge_metrics(path: Path, header: dict[str, Any], rules: dict[str, dict[str,
     new = nan_to_none(rules)
     with file_lock(path):
         previous = read_metrics(path)
+        previous, header = calib.merge_calibration(previous, header, new)  # ECE entries; @T records of another T go
         merged_rules: dict[str, Any] = {}
         stale = []
         for name, record in previous.get("rules", {}).items():
@@ -260,13 +263,14 @@ def merge_metrics(path: Path, header: dict[str, Any], rules: dict[str, dict[str,
                 stale.append(name)
         merged_rules.update({name: rec for name, rec in new.items() if name not in merged_rules})
         if stale:
-            print(
+            console.echo(
                 f"dropped {', '.join(stale)} from {path}: computed from other weights or with other evaluation "
                 "settings than this evaluation (evaluate them again to bring them back)"
             )
         merged = {**header, "rules": merged_rules}
         atomic_write_json(path, merged)
         write_class_csv(path.with_name(CLASS_CSV), merged)
+        calib.write_reliability_diagram(path.with_name(calib.RELIABILITY_PNG), merged)
     return merged
 
 
@@ -288,6 +292,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         The merged ``metrics.json`` content (NaN as None).
     """
     check_evaluate_config(cfg)
+    check_inspect_config(cfg)
     ckpt_path = locate_checkpoint(cfg)
     with process_group(str(cfg.device)) as (info, device):
         return _evaluate(cfg, ckpt_path, info, device)
@@ -321,7 +326,7 @@ def _load_network(cfg: DictConfig, ckpt_path: Path) -> tuple[dict[str, Any], dic
 
 
 def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.device) -> dict[str, Any]:
-    say = print if info.is_main else (lambda *args, **kwargs: None)
+    say = console.echo if info.is_main else (lambda *args, **kwargs: None)
     state, identity, model, weights_hash = _load_network(cfg, ckpt_path)
     iteration, total = state["iteration"], state.get("total_iters")
     progress = {"iteration": iteration, "total_iters": total}
@@ -365,6 +370,9 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
         "amp": use_amp,
         "activation": activation,
     }
+    cal = calib.calibration_pass(cfg, model, activation, weights_hash, ckpt_path, out_dir, info, device, use_amp, say)
+    rules = cal.extend_rules(rules)  # calibrate=temperature: RULE@T (tempered probabilities) after each RULE
+    inspector = Inspector(cfg, rules, val_set, num_classes)  # per_image=true, save_overlays=N
     accumulators = {
         name: MetricAccumulator(num_classes, coi, ignore_index, reference_ignore=reference_ignore) for name in rules
     }
@@ -379,7 +387,7 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
         pin_memory=device.type == "cuda",
     )
     indices: list[int] = []  # dataset index of every counted image, in this rank's order
-    bar = tqdm(loader, desc=f"evaluate {cfg.model.name}/{cfg.loss.name}", dynamic_ncols=True, disable=not info.is_main)
+    bar = console.progress(loader, desc=f"evaluate {cfg.model.name}/{cfg.loss.name}", disable=not info.is_main)
     for batch_indices, (images, targets) in zip(sampler.batches(), bar, strict=True):
         targets = targets.to(device, non_blocking=True)
         if bool((targets == ignore_index).all()):
@@ -388,8 +396,10 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             logits = model_logits(model(images.to(device, non_blocking=True)))
         probs = probabilities(logits, activation)
+        cal.observe(logits, probs, targets)  # ECE bins and NLL; the tempered probabilities of the @T rules
         for name, rule in rules.items():
-            tp, fp, fn = accumulators[name].update(rule(probs), targets)
+            pred = inspector.predict(name, rule, probs, batch_indices)  # rule(probs), recording what it needs
+            tp, fp, fn = accumulators[name].update(pred, targets)
             dice = scores_from_stats(tp, fp, fn)[0][:, coi_index]
             per_image = torch.nanmean(dice, dim=1)
             ok = ~torch.isnan(per_image)
@@ -398,6 +408,8 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
         bar.set_postfix({f"mDice[{n}]": f"{s / max(c, 1):.3f}" for n, (s, c) in running.items()})
     bar.close()
     counts = gather_counts(accumulators, indices, info, device)
+    inspector.gather(info, device)
+    calibration = cal.finish(indices, info, device, {"weights_sha256": weights_hash, "eval_settings": settings})
 
     merged = None
     if info.is_main:
@@ -411,9 +423,12 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
             "weights_sha256": weights_hash,
             "training": progress,
             "eval_settings": settings,
+            "calibration": calibration,
             "commit": git_commit(),
         }
         merged = _report(cfg, header, counts, coi, out_dir)
+        inspector.write(out_dir, header, counts)  # per_image.csv, plots/, overlays/
+        tracking.log_evaluation(cfg, merged, out_dir, list(rules))  # wandb (offline by default); logger=none: off
     return broadcast_object(merged, info)
 
 
@@ -447,14 +462,15 @@ def _report(
     """Aggregate, print the table, merge into ``metrics.json`` and render ``class_scores.csv``."""
     class_names = [str(n) for n in cfg.dataset.class_names]
     provenance = {k: header[k] for k in ("checkpoint", "weights_sha256", "training", "eval_settings", "commit")}
-    records = rule_records(counts, class_names, coi, provenance)
+    records = calib.tag_tempered(rule_records(counts, class_names, coi, provenance), header)
     num_images = records[next(iter(records))]["num_images"] if records else 0
     title = (
         f"Results for run {header['dataset']}/{header['model']}/{header['loss']}/{header['run']} on "
         f"{cfg.dataset.name} val ({num_images} images, x100; checkpoint {header['checkpoint']})"
     )
     if records:
-        print(format_report(records, class_names, title))
+        console.echo(format_report(records, class_names, title))
+    console.echo(calib.describe_calibration(header, out_dir))
     merged = merge_metrics(out_dir / METRICS_FILE, header, records)
-    print(f"wrote {out_dir / METRICS_FILE} and {out_dir / CLASS_CSV}")
+    console.echo(f"wrote {out_dir / METRICS_FILE} and {out_dir / CLASS_CSV}")
     return merged

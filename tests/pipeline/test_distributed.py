@@ -49,7 +49,14 @@ def assert_same_numbers(a, b, path="metrics"):
         for key in a:
             assert_same_numbers(a[key], b[key], f"{path}.{key}")
     elif isinstance(a, float) or isinstance(b, float):
-        assert a is not None and b is not None and math.isclose(a, b, rel_tol=0, abs_tol=1e-12), (path, a, b)
+        # Calibration sums float32 confidences, and the float32 forward pass is not bitwise equal across thread
+        # counts (one thread per process here, two in the single process); counts and Dice/IoU are exact.
+        rel = 1e-7 if path.startswith("metrics.calibration") else 0
+        assert a is not None and b is not None and math.isclose(a, b, rel_tol=rel, abs_tol=1e-12), (path, a, b)
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), (path, a, b)
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_numbers(x, y, f"{path}[{i}]")
     else:
         assert a == b, (path, a, b)
 
