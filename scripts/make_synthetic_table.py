@@ -13,7 +13,10 @@ only) in one forward pass. A cell whose ``metrics.json`` already holds all of it
 
 Outputs, all small: ``OUT/runs/synthetic/{model}/{loss}/{run}/metrics.json`` (+ ``class_scores.csv``),
 ``OUT/tables/synthetic.{md,csv}`` (rendered by ``rankseg.experiments.tables``) and
-``OUT/tables/synthetic_timings.csv`` (machine, budget, iterations, train/eval seconds per cell).
+``OUT/tables/synthetic_timings.csv`` (machine, budget, iterations, train/eval seconds per cell), the tables' plots
+(``OUT/tables/*.png``) and example pictures of the first strictly proper cell in ``OUT/figures/`` (overlay grids,
+reliability diagram, expected vs realised Dice). A cell whose results predate what evaluation writes now
+(calibration, ``per_image.csv``) is evaluated again from its checkpoint, without retraining.
 Checkpoints go to ``--checkpoint-dir`` (git-ignored ``checkpoints/`` by default). ``OUT`` defaults to
 ``results/`` (its ``runs/`` and ``tables/`` are git-ignored); only ``make tables-synthetic`` writes the shipped
 copy under ``results/synthetic_table/``.
@@ -91,6 +94,51 @@ def cell_done(metrics_path: Path, rules: set[str]) -> bool:
     return rules <= set(data.get("rules", {}))
 
 
+def outputs_complete(results_dir: Path, eval_cfg) -> bool:
+    """Whether the cell's evaluation files hold everything evaluation now writes (calibration, per_image.csv)."""
+    from rankseg.engine.calibration import RELIABILITY_PNG
+    from rankseg.engine.evaluate import METRICS_FILE
+    from rankseg.engine.inspection import PER_IMAGE_FILE
+
+    data = json.loads((results_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    if not data.get("calibration") or not (results_dir / RELIABILITY_PNG).is_file():
+        return False
+    return not eval_cfg.get("per_image") or (results_dir / PER_IMAGE_FILE).is_file()
+
+
+def write_figures(compose, cell: list[str], figures: Path) -> list[Path]:
+    """Example pictures of one cell (``README`` "Looking at results"): its overlay grids, reliability diagram and
+    expected-vs-realised plot, from an evaluation into a scratch folder (the cell's own results stay as they are).
+    """
+    import shutil
+    import tempfile
+
+    from rankseg.engine.calibration import RELIABILITY_PNG
+    from rankseg.engine.evaluate import run_evaluation
+    from rankseg.engine.inspection import OVERLAY_DIR, PLOT_DIR
+    from rankseg.engine.runs import run_identity, run_key
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose("evaluate", [*cell, f"paths.results_dir={tmp}", "save_overlays=1", "per_image=true",
+                                   "predict=[argmax,rankdice,rma]", "logger=none"])  # fmt: skip
+        run_evaluation(cfg)
+        run_dir = Path(tmp) / "runs" / run_key(run_identity(cfg))
+        overlays = sorted((run_dir / OVERLAY_DIR).glob("*.png"))
+        picks = {
+            "overlay_first_image.png": overlays[0] if overlays else None,
+            "overlay_most_changed.png": overlays[-1] if len(overlays) > 1 else None,
+            "reliability.png": run_dir / RELIABILITY_PNG,
+            "expected_vs_realised_rankdice.png": run_dir / PLOT_DIR / "expected_vs_realised_rankdice.png",
+        }
+        figures.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, source in picks.items():
+            if source is not None and source.is_file():
+                shutil.copyfile(source, figures / name)
+                written.append(figures / name)
+    return written
+
+
 def read_timings(path: Path) -> dict[tuple[str, str], dict[str, str]]:
     if not path.is_file():
         return {}
@@ -156,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     from hydra import compose, initialize_config_dir
 
     from rankseg.engine.evaluate import METRICS_FILE, run_evaluation
-    from rankseg.engine.runs import run_identity, run_key
+    from rankseg.engine.runs import CHECKPOINT_FILE, run_identity, run_key
     from rankseg.engine.train import run_training
     from rankseg.experiments.tables import write_tables
 
@@ -193,11 +241,18 @@ def main(argv: list[str] | None = None) -> int:
                 ds = eval_cfg.dataset
                 size = f"{ds.image_size}x{ds.image_size}"
                 data = f"generated shapes, {size}, {ds.num_train} train / {ds.num_val} val images"
-                results_dir = Path(eval_cfg.paths.results_dir) / "runs" / run_key(run_identity(eval_cfg))
+                key = run_key(run_identity(eval_cfg))
+                results_dir = Path(eval_cfg.paths.results_dir) / "runs" / key
                 rules = expected_rules(eval_cfg)
                 if not args.force and cell_done(results_dir / METRICS_FILE, rules):
-                    print(f"== {model}/{loss}: {results_dir / METRICS_FILE} has {sorted(rules)}; skipped")
-                    continue
+                    if outputs_complete(results_dir, eval_cfg):
+                        print(f"== {model}/{loss}: {results_dir / METRICS_FILE} has {sorted(rules)}; skipped")
+                        continue
+                    if (Path(eval_cfg.paths.checkpoint_dir) / key / CHECKPOINT_FILE).is_file():
+                        # The same network: evaluating again adds what evaluation writes now, the numbers stay.
+                        print(f"== {model}/{loss}: evaluating the trained network again (new evaluation outputs)")
+                        run_evaluation(eval_cfg)
+                        continue
                 # Retraining replaces the network: evaluation then drops the old network's records itself.
                 print(f"== {model}/{loss}: training for up to {train_cfg.max_minutes} min", flush=True)
                 t0 = time.monotonic()
@@ -220,6 +275,14 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 write_timings(timings_path, timings, grid_models, grid_losses)
                 print(f"   {summary['iteration']} iterations, train {t1 - t0:.0f} s, eval {t2 - t1:.0f} s", flush=True)
+
+        showcase = next(
+            (m, lo) for m in models for lo in losses
+            if compose("evaluate", [*common, f"{MODEL_KEY}={m}", f"loss={lo}"]).loss.get("proper", False)
+        )  # fmt: skip
+        cell = [*common, f"{MODEL_KEY}={showcase[0]}", f"loss={showcase[1]}", *args.set]
+        figures = write_figures(compose, cell, out / "figures")
+        print(f"== example pictures of {showcase[0]}/{showcase[1]}: {', '.join(p.name for p in figures)}")
 
     written = write_tables(
         out / "runs", tables_dir, ROOT / "results" / "published" / "published_tables.csv", ["synthetic"]

@@ -151,6 +151,10 @@ def test_make_synthetic_table_tiny_run(tmp_path, capsys):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 1 and rows[0]["model"] == "pspnet" and rows[0]["iterations"] == "2"
     assert float(rows[0]["train_s"]) > 0 and rows[0]["torch"]
+    figures = sorted(p.name for p in (tmp_path / "results/figures").iterdir())
+    assert figures == ["expected_vs_realised_rankdice.png", "overlay_first_image.png", "overlay_most_changed.png",
+                       "reliability.png"]  # fmt: skip
+    assert (metrics_file.parent / "per_image.csv").is_file() and metrics["calibration"]["raw"]["ece"] >= 0
 
     capsys.readouterr()
     assert script.main(args) == 0  # resumable: the finished cell is skipped
