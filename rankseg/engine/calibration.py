@@ -17,8 +17,10 @@ val transform (the dataset's ``val`` node with the ``train`` node's split). One 
 logits of their labelled pixels on the CPU, at most ``calibration.max_pixels`` in all (an image with more than
 ``max_pixels // images`` labelled pixels gives a seeded random subset of them), i.e. at most
 ``max_pixels x C x 4`` bytes (152 MB for 2M pixels of 19 classes). A golden-section search on ``log T`` then
-makes about 30 float64 NLL passes over that cache. Caveat: training uses every train image, so the network has
-seen these ones; T fitted there tends to be lower than the T the val split would ask for.
+makes about 30 float64 NLL passes over that cache. A run trained with ``calibration_holdout=F`` (configs/training.yaml)
+kept a share F of its train images out of training; T is then fitted on exactly those images (``seed`` of the run,
+:func:`rankseg.engine.runs.calibration_holdout_indices`; ``calibration.fraction``/``seed`` do not apply). Without
+it the images come from the training set itself, which the network has seen, and T tends to come out low.
 
 The fit is stored as ``temperature.json`` in the run's results folder (T, NLL before and after, the images used,
 the fit settings and the network's ``weights_sha256``). A later ``calibrate=temperature`` reuses it for the same
@@ -51,7 +53,7 @@ from rankseg.engine import console
 from rankseg.engine.build import instantiate_component
 from rankseg.engine.distributed import DistInfo, broadcast_object, gather_rows
 from rankseg.engine.runfiles import atomic_write, atomic_write_json, file_lock, git_commit, nan_to_none
-from rankseg.engine.runs import config_diff
+from rankseg.engine.runs import calibration_holdout_indices, config_diff
 from rankseg.engine.train import model_logits
 from rankseg.predict import PredictionRule, probabilities
 
@@ -222,20 +224,31 @@ class CalibrationPass:
         if temperature is not None and self.fit is not None:
             keys = ("temperature", "nll_before", "nll_after", "num_images", "num_pixels")
             entry["fit"] = {k: self.fit.get(k) for k in keys}
-            entry["fit"].update(file=TEMPERATURE_FILE, **{k: self.fit["settings"][k] for k in ("fraction", "seed")})
+            entry["fit"].update(
+                file=TEMPERATURE_FILE,
+                **{k: self.fit["settings"].get(k, False) for k in ("fraction", "seed", "held_out_of_training")},
+            )
         entry.update(provenance)
         return entry
 
 
 # --- the temperature fit -----------------------------------------------------------------------------------
-def _fit_settings(cfg: DictConfig, activation: str, use_amp: bool) -> dict[str, Any]:
+def _fit_settings(
+    cfg: DictConfig, activation: str, use_amp: bool, identity: dict[str, Any] | None = None
+) -> dict[str, Any]:
     node = OmegaConf.to_container(cfg.dataset.val, resolve=True)
     node["split"] = str(OmegaConf.select(cfg, "dataset.train.split", default="train"))
     node.pop("root", None)
+    holdout = float((identity or {}).get("calibration_holdout") or 0.0)
+    if holdout > 0:  # the images the run kept out of training (runs.calibration_holdout_indices)
+        fraction, seed = holdout, int(identity["seed"])  # type: ignore[index]
+    else:
+        fraction, seed = float(_setting(cfg, "fraction", 0.1)), int(_setting(cfg, "seed", 0))
     return {
         "dataset": node,
-        "fraction": float(_setting(cfg, "fraction", 0.1)),
-        "seed": int(_setting(cfg, "seed", 0)),
+        "held_out_of_training": holdout > 0,
+        "fraction": fraction,
+        "seed": seed,
         "max_pixels": int(_setting(cfg, "max_pixels", 2_000_000)),
         "activation": activation,
         "amp": use_amp,
@@ -251,9 +264,12 @@ def _held_out_logits(
     node["split"] = settings["dataset"]["split"]
     dataset = instantiate_component(node)
     n = len(dataset)
-    k = min(n, max(1, round(settings["fraction"] * n)))
-    chosen = sorted(torch.randperm(n, generator=torch.Generator().manual_seed(settings["seed"]))[:k].tolist())
-    share = max(1, settings["max_pixels"] // k)
+    if settings.get("held_out_of_training"):
+        chosen = calibration_holdout_indices(n, settings["fraction"], settings["seed"])
+    else:
+        k = min(n, max(1, round(settings["fraction"] * n)))
+        chosen = sorted(torch.randperm(n, generator=torch.Generator().manual_seed(settings["seed"]))[:k].tolist())
+    share = max(1, settings["max_pixels"] // max(len(chosen), 1))
     ignore = int(cfg.dataset.ignore_index)
     loader = DataLoader(
         Subset(dataset, chosen),
@@ -263,7 +279,7 @@ def _held_out_logits(
     )
     logits_parts, label_parts = [], []
     position = 0
-    for images, targets in console.progress(loader, desc="temperature fit: held-out train images"):
+    for images, targets in console.progress(loader, desc="temperature fit: train images"):
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             logits = model_logits(model(images.to(device, non_blocking=True))).float()
         targets = targets.to(device, non_blocking=True)
@@ -293,10 +309,11 @@ def load_or_fit_temperature(
     device: torch.device,
     use_amp: bool,
     say: Any = print,
+    identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of ``out_dir/temperature.json``: reused when it was fitted for these weights and settings,
     else fitted now (see the module docstring) and written. Holds the file's lock meanwhile."""
-    settings = _fit_settings(cfg, activation, use_amp)
+    settings = _fit_settings(cfg, activation, use_amp, identity)
     path = out_dir / TEMPERATURE_FILE
     with file_lock(path):
         old = None
@@ -335,8 +352,10 @@ def load_or_fit_temperature(
         }
         atomic_write_json(path, data)
     say(
-        f"temperature T={result.temperature:.4f} fitted by NLL on {len(indices)} held-out "
-        f"{settings['dataset']['split']} images ({labels.numel()} pixels; NLL {result.nll_before:.4f} -> "
+        f"temperature T={result.temperature:.4f} fitted by NLL on {len(indices)} "
+        f"{'held-out ' if settings['held_out_of_training'] else ''}{settings['dataset']['split']} images "
+        f"{'' if settings['held_out_of_training'] else '(seen in training: calibration_holdout=0) '}"
+        f"({labels.numel()} pixels; NLL {result.nll_before:.4f} -> "
         f"{result.nll_after:.4f}); wrote {path}"
     )
     if result.at_bound:
@@ -357,6 +376,7 @@ def calibration_pass(
     device: torch.device,
     use_amp: bool,
     say: Any = print,
+    identity: dict[str, Any] | None = None,
 ) -> CalibrationPass:
     """The :class:`CalibrationPass` of an evaluation; with ``calibrate=temperature`` rank 0 loads or fits T
     first and every rank gets it."""
@@ -364,7 +384,7 @@ def calibration_pass(
     if calibrate_mode(cfg) == "temperature":
         if info.is_main:
             fit = load_or_fit_temperature(
-                cfg, model, activation, weights_hash, ckpt_path, out_dir, device, use_amp, say
+                cfg, model, activation, weights_hash, ckpt_path, out_dir, device, use_amp, say, identity
             )
         fit = broadcast_object(fit, info)
     num_bins = int(_setting(cfg, "num_bins", 10))
@@ -442,7 +462,8 @@ def describe_calibration(header: dict[str, Any], out_dir: Path) -> str:
         softmax = "softmax" if header.get("eval_settings", {}).get("activation", "softmax") == "softmax" else "sigmoid"
         lines.append(
             f"  RULE@T = RULE on {softmax}(logits / {fit['temperature']:.4f}); T fitted by NLL on {fit['num_images']} "
-            f"held-out train images (fraction {fit['fraction']}, seed {fit['seed']}; NLL {fit['nll_before']:.4f} -> "
+            f"{'held-out' if fit.get('held_out_of_training') else 'seen'} train images "
+            f"(fraction {fit['fraction']}, seed {fit['seed']}; NLL {fit['nll_before']:.4f} -> "
             f"{fit['nll_after']:.4f}), {out_dir / TEMPERATURE_FILE}"
         )
     return "\n".join(lines)

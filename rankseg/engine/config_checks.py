@@ -113,6 +113,11 @@ def _check_common(cfg: DictConfig) -> None:
     _check_dataset(cfg)
     _check_run_keys(cfg)
     _check_device(cfg)
+    holdout = cfg.get("calibration_holdout", 0.0)
+    if holdout is not None and not (
+        isinstance(holdout, int | float) and not isinstance(holdout, bool) and 0 <= holdout < 1
+    ):
+        raise ConfigError(f"calibration_holdout must be a number in [0, 1), got {holdout!r}")
 
 
 def check_train_config(cfg: DictConfig) -> None:

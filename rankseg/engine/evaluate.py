@@ -370,7 +370,9 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
         "amp": use_amp,
         "activation": activation,
     }
-    cal = calib.calibration_pass(cfg, model, activation, weights_hash, ckpt_path, out_dir, info, device, use_amp, say)
+    cal = calib.calibration_pass(
+        cfg, model, activation, weights_hash, ckpt_path, out_dir, info, device, use_amp, say, identity
+    )
     rules = cal.extend_rules(rules)  # calibrate=temperature: RULE@T (tempered probabilities) after each RULE
     inspector = Inspector(cfg, rules, val_set, num_classes)  # per_image=true, save_overlays=N
     accumulators = {

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 __all__ = [
@@ -83,7 +84,22 @@ def run_identity(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     }
     for key in TRAINING_KEYS:
         identity[key] = plain[key]
+    holdout = float(plain.get("calibration_holdout") or 0.0)
+    if holdout > 0:  # only when set, so that runs without a hold-out keep their names
+        identity["calibration_holdout"] = holdout
     return identity
+
+
+def calibration_holdout_indices(num_images: int, fraction: float, seed: int) -> list[int]:
+    """The train images a run keeps out of training for temperature scaling (``calibration_holdout``).
+
+    A seeded permutation's first ``round(fraction * N)`` images (at least 1, at most N - 1), sorted; [] for 0.
+    """
+    if fraction <= 0 or num_images < 2:
+        return []
+    k = min(num_images - 1, max(1, round(fraction * num_images)))
+    order = torch.randperm(num_images, generator=torch.Generator().manual_seed(int(seed)))
+    return sorted(order[:k].tolist())
 
 
 def _canonical(value: Any) -> Any:

@@ -50,6 +50,7 @@ from rankseg.engine.runfiles import atomic_write_json, git_commit
 from rankseg.engine.runs import (
     CHECKPOINT_FILE,
     RUN_FILE,
+    calibration_holdout_indices,
     identity_digest,
     run_identity,
     run_key,
@@ -99,6 +100,26 @@ def make_logger(cfg: DictConfig, run_name: str) -> _NullLogger | _WandbLogger:
     if logger_cfg is None or logger_cfg.get("name") == "none" or os.environ.get("WANDB_MODE") == "disabled":
         return _NullLogger()
     return _WandbLogger(logger_cfg, run_name, OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+
+
+class _Without(torch.utils.data.Dataset):
+    """A dataset without some of its items (``calibration_holdout``); epoch hooks go to the full dataset."""
+
+    def __init__(self, dataset: Any, removed: list[int]) -> None:
+        gone = set(removed)
+        self.dataset = dataset
+        self.kept = [i for i in range(len(dataset)) if i not in gone]
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[self.kept[index]]
+
+    def __getattr__(self, name: str) -> Any:  # set_augmentation_epoch, samples, ...
+        if name in ("dataset", "kept"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
 
 def poly_factor(iteration: int, total_iters: int, power: float) -> float:
@@ -190,6 +211,11 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
     seed = int(cfg.seed)
     seed_everything(seed)
     train_set = build_dataset(cfg.dataset, "train")
+    held_out = calibration_holdout_indices(len(train_set), float(cfg.get("calibration_holdout") or 0.0), seed)
+    if held_out:  # kept for evaluate.py calibrate=temperature, never trained on
+        train_set = _Without(train_set, held_out)
+        if info.is_main:
+            echo(f"calibration_holdout: {len(held_out)} of the train split's images are kept out of training")
     batch_size = int(cfg.batch_size)
     if len(train_set) == 0:
         raise ConfigError(f"the train split of dataset {cfg.dataset.name!r} is empty")

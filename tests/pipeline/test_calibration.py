@@ -218,3 +218,36 @@ def test_two_processes_give_the_calibration_of_one(run, compose, tmp_path):
         assert a["bins"]["count"] == b["bins"]["count"] and a["num_images"] == b["num_images"] == 8
         for k in ("ece", "ece_per_image", "nll", "temperature"):
             assert a[k] is None or math.isclose(a[k], b[k], rel_tol=0, abs_tol=1e-12), (name, k)
+
+
+def test_calibration_holdout_keeps_images_out_of_training_and_fits_t_on_them(tmp_path, compose, capsys):
+    from rankseg.engine.runs import calibration_holdout_indices, run_name
+
+    root = tmp_path
+    base = [*smoke_overrides(root), "logger=none", "max_iters=3"]
+    plain_identity = run_identity(compose("train", base))
+    held_identity = run_identity(compose("train", [*base, "calibration_holdout=0.25"]))
+    # 0 leaves the run (and its name) as before; a hold-out is another run
+    assert "calibration_holdout" not in plain_identity and held_identity["calibration_holdout"] == 0.25
+    assert run_name(held_identity) != run_name(plain_identity)
+
+    summary = run_training(compose("train", [*base, "calibration_holdout=0.25"]))
+    out = capsys.readouterr().out
+    assert "calibration_holdout: 4 of the train split's images are kept out of training" in out
+    # 12 of 16 images remain: batches of 4 -> 3 iterations per epoch
+    assert summary["iteration"] == 3
+    held = calibration_holdout_indices(16, 0.25, 0)
+    assert len(held) == 4 and held == sorted(set(held))
+
+    run_evaluation(compose("evaluate", [*smoke_overrides(root), "calibration_holdout=0.25", "calibrate=temperature",
+                                        "predict=[argmax]", "logger=none"]))  # fmt: skip
+    (fit_file,) = (root / "results" / "runs").rglob("temperature.json")
+    fit = json.loads(fit_file.read_text())
+    assert fit["settings"]["held_out_of_training"] is True
+    assert fit["image_indices"] == held
+    assert "held-out train images" in capsys.readouterr().out
+
+
+def test_calibration_holdout_must_be_a_fraction(tmp_path, compose):
+    with pytest.raises(ConfigError, match=r"calibration_holdout must be a number in \[0, 1\)"):
+        run_training(compose("train", [*smoke_overrides(tmp_path), "logger=none", "calibration_holdout=1.5"]))
