@@ -29,7 +29,7 @@ from rankseg import _exact, _multiclass
 from rankseg._ba import _rankdice_ba
 from rankseg._common import as_rows, count_true, row_chunks, use_numpy
 from rankseg._rma import rma_gains, rma_row_masks
-from rankseg._validation import check_eps, check_prob_values, check_rma_args, validate_call
+from rankseg._validation import check_eps, check_prob_values, check_rma_call, validate_call
 
 __all__ = ["RankSEGDetails", "rankseg_details"]
 
@@ -102,16 +102,7 @@ def rankseg_details(
 
     # RMA and exact: the checks of rankseg.functional.rankseg, then its solver run through _multiclass.solve
     # with the row solver wrapped so that the per-class masks are read where they are handed on.
-    _, smooth, mode, pruning_prob, policy, void_index, maxima = check_rma_args(
-        probs,
-        call.metric,
-        call.smooth,
-        call.output_mode,
-        call.pruning_prob,
-        params.get("unassigned_policy", "max_score"),
-        params.get("void_index", 255),
-        params.get("safe_screening", False),
-    )
+    smooth, mode, pruning_prob, policy, void_index, maxima = check_rma_call(probs, call)
     width, name = probs.shape[-1], call.metric
     if call.solver == "rma":
 

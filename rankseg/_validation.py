@@ -234,6 +234,27 @@ def check_rma_args(
     return metric, smooth, output_mode, pruning_prob, policy, void_index, maxima
 
 
+def check_rma_call(probs: torch.Tensor, call: Call) -> tuple[float, str, float, str, int, torch.Tensor | None]:
+    """The checks of 0.0.8's ``rankseg_rma`` for a validated ``rankseg()`` call (RMA and exact solvers), which
+    0.0.8's ``rankseg()`` runs with the call's solver parameters.
+
+    Returns:
+        (smooth, output_mode, pruning_prob, policy, void_index, row maxima or None).
+    """
+    params = call.params
+    _, smooth, mode, pruning_prob, policy, void_index, maxima = check_rma_args(
+        probs,
+        call.metric,
+        call.smooth,
+        call.output_mode,
+        call.pruning_prob,
+        params.get("unassigned_policy", "max_score"),
+        params.get("void_index", 255),
+        params.get("safe_screening", False),
+    )
+    return smooth, mode, pruning_prob, policy, void_index, maxima
+
+
 def _display(solver: str) -> str:
     return _SOLVER_NAMES.get(solver, solver)
 

@@ -14,7 +14,7 @@ from rankseg._rma import rankseg_rma
 from rankseg._validation import (
     check_eps,
     check_prob_values,
-    check_rma_args,
+    check_rma_call,
     validate_call,
     validate_finite_real,
     validate_probability_tensor,
@@ -74,16 +74,7 @@ def rankseg(
         return _accuracy(probs, call.solver, call.output_mode)
 
     # RMA and exact: the checks of 0.0.8's rankseg_rma, which its rankseg() calls with the solver parameters.
-    _, smooth, mode, pruning_prob, policy, void_index, maxima = check_rma_args(
-        probs,
-        call.metric,
-        call.smooth,
-        call.output_mode,
-        call.pruning_prob,
-        params.get("unassigned_policy", "max_score"),
-        params.get("void_index", 255),
-        params.get("safe_screening", False),
-    )
+    smooth, mode, pruning_prob, policy, void_index, maxima = check_rma_call(probs, call)
     args = (probs, call.metric, smooth, mode, pruning_prob, policy, void_index, maxima)
     if call.solver == "rma":
         return _rma._rma(*args)

@@ -156,11 +156,12 @@ def check_path_component(value: Any, key: str) -> str:
     return text
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def flatten_config(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys (``optimizer.lr``); empty mappings stay leaves."""
     if isinstance(value, Mapping) and value:
         out: dict[str, Any] = {}
         for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flatten_config(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     return {prefix: value}
 
@@ -168,7 +169,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def config_diff(stored: Mapping[str, Any], requested: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """``(dotted key, stored value, requested value)`` for every leaf that differs (canonical comparison);
     a key missing on one side has the value ``<absent>``."""
-    a, b = _flatten(_canonical(stored)), _flatten(_canonical(requested))
+    a, b = flatten_config(_canonical(stored)), flatten_config(_canonical(requested))
     absent = "<absent>"
     keys = sorted(set(a) | set(b))
     return [(k, a.get(k, absent), b.get(k, absent)) for k in keys if a.get(k, absent) != b.get(k, absent)]

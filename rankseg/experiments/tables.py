@@ -44,6 +44,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from rankseg.engine.runs import flatten_config
 from rankseg.experiments._io import atomic_write, atomic_write_text
 
 __all__ = [
@@ -301,13 +302,9 @@ def _seed(run: _Run) -> Any:
     return cfg.get("seed") if isinstance(cfg, dict) else None
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
-    if isinstance(value, Mapping) and value:
-        out: dict[str, str] = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: json.dumps(value, sort_keys=True)}
+def _flatten(value: Any) -> dict[str, str]:
+    """Dotted keys of a stored run config, each with its value as canonical JSON (comparable as text)."""
+    return {k: json.dumps(v, sort_keys=True) for k, v in flatten_config(value).items()}
 
 
 def _variant_labels(entries: list[tuple[str, list[_Run]]], limit: int = 3) -> list[str]:
