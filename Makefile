@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE=1
 export WANDB_MODE=disabled
 export PYTHONUNBUFFERED=1
 
-.PHONY: setup test test-slow test-gpu demo bench bench-train tables-synthetic simulations parity lint clean
+.PHONY: setup test test-slow test-gpu bench-gpu demo bench bench-train tables-synthetic simulations parity lint clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,12 @@ test-slow: setup
 
 test-gpu: setup
 	$(PY) -m pytest -q -m "gpu"
+
+# On a CUDA machine: solver and evaluation timings on the GPU (GPU_NAME names the result files).
+GPU_NAME ?= h100
+bench-gpu: setup
+	$(PY) scripts/bench_solvers.py --device cuda --out results/solver_benchmark_$(GPU_NAME).md
+	$(PY) scripts/bench_evaluate.py --device cuda --out results/evaluate_benchmark_$(GPU_NAME).md
 
 demo: setup
 	$(PY) scripts/demo.py
