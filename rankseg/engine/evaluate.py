@@ -390,10 +390,10 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
     )
     indices: list[int] = []  # dataset index of every counted image, in this rank's order
     bar = console.progress(loader, desc=f"evaluate {cfg.model.name}/{cfg.loss.name}", disable=not info.is_main)
-    for batch_indices, (images, targets) in zip(sampler.batches(), bar, strict=True):
-        targets = targets.to(device, non_blocking=True)
-        if bool((targets == ignore_index).all()):
+    for step, (batch_indices, (images, targets)) in enumerate(zip(sampler.batches(), bar, strict=True)):
+        if bool((targets == ignore_index).all()):  # on the loader's CPU tensor: no device synchronisation
             continue  # as the reference tester: a batch without labelled pixels is skipped
+        targets = targets.to(device, non_blocking=True)
         indices += batch_indices
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             logits = model_logits(model(images.to(device, non_blocking=True)))
@@ -405,9 +405,12 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
             dice = scores_from_stats(tp, fp, fn)[0][:, coi_index]
             per_image = torch.nanmean(dice, dim=1)
             ok = ~torch.isnan(per_image)
-            running[name][0] += float(per_image[ok].sum())
-            running[name][1] += int(ok.sum())
-        bar.set_postfix({f"mDice[{n}]": f"{s / max(c, 1):.3f}" for n, (s, c) in running.items()})
+            running[name][0] += per_image.nan_to_num(0.0).sum()  # device tensors: read once per N batches
+            running[name][1] += ok.sum()
+        if step % _POSTFIX_EVERY == 0:
+            bar.set_postfix(_running_mdice(running))
+    if running:
+        bar.set_postfix(_running_mdice(running))
     bar.close()
     counts = gather_counts(accumulators, indices, info, device)
     inspector.gather(info, device)
@@ -452,6 +455,14 @@ def rule_records(
         record.update(num_images=scores["num_images"], reference_ignore=reference_ignore, **provenance)
         records[name] = record
     return records
+
+
+# Batches between two readings of the running mDice shown by the progress bar (each reading syncs the device).
+_POSTFIX_EVERY = 10
+
+
+def _running_mdice(running: dict[str, list[Any]]) -> dict[str, str]:
+    return {f"mDice[{n}]": f"{float(s) / max(int(c), 1):.3f}" for n, (s, c) in running.items()}
 
 
 def _report(
