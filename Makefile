@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE=1
 export WANDB_MODE=disabled
 export PYTHONUNBUFFERED=1
 
-.PHONY: setup test test-slow test-gpu bench-gpu demo bench bench-train tables-synthetic simulations parity lint clean
+.PHONY: setup test test-slow test-gpu bench-gpu gpu-model demo bench bench-train tables-synthetic simulations parity lint clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ test-slow: setup
 
 test-gpu: setup
 	$(PY) -m pytest -q -m "gpu"
+
+# Modelled H100 cost of every solver, counted on the CPU (results/gpu_cost_model.md; no GPU needed).
+gpu-model: setup
+	$(PY) scripts/bench_gpu_model.py --out results/gpu_cost_model.md
 
 # On a CUDA machine: solver and evaluation timings on the GPU (GPU_NAME names the result files).
 GPU_NAME ?= h100
