@@ -17,7 +17,6 @@ when the host issues ops one by one. 0.0.8's figures are its measured H100 times
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from contextlib import ExitStack, contextmanager
@@ -212,9 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     text = report(rows, sys.argv[1:] if argv is None else argv)
     print(text)
     if args.out:
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, args.out)
+        from rankseg.engine.runfiles import atomic_write_text
+
+        atomic_write_text(Path(args.out), text)
 
 
 if __name__ == "__main__":

@@ -205,9 +205,9 @@ def main() -> None:
     text = report(results, sys.argv[1:])
     print(text)
     if args.out:
-        tmp_out = Path(args.out).with_suffix(".tmp")
-        tmp_out.write_text(text)
-        os.replace(tmp_out, args.out)
+        from rankseg.engine.runfiles import atomic_write_text
+
+        atomic_write_text(Path(args.out), text)
 
 
 if __name__ == "__main__":
