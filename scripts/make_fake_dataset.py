@@ -1,11 +1,15 @@
-"""Write a tiny dataset tree in the real on-disk format of Cityscapes, VOC 2012 or Kvasir-SEG.
+"""Write a tiny dataset tree in the real on-disk format of one of the datasets (Cityscapes, VOC, ADE20K, CT, ...).
 
 Useful to try the loaders and entrypoints without the real data:
 
     python scripts/make_fake_dataset.py voc2012 /tmp/fake_voc
     python evaluate.py dataset=voc2012 dataset.root=/tmp/fake_voc ...
 
-FORMAT is one of cityscapes, voc2012, kvasir_seg; OUT is the dataset root to create.
+FORMAT is one of cityscapes, voc2012, kvasir_seg, ade20k, voc2012_aug, lits, kits; OUT is the dataset root
+to create. For example, a LiTS tree of five 32 x 32 x 6 volumes:
+
+    python scripts/make_fake_dataset.py lits /tmp/fake_lits
+    python train.py dataset=lits dataset.root=/tmp/fake_lits dataset.num_cases=5 ...
 """
 
 from __future__ import annotations
