@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["ArgmaxRule", "PredictionRule", "RankSEGRule", "ThresholdRule", "probabilities"]
+__all__ = ["ArgmaxRule", "PredictionRule", "RankSEGRule", "ReferenceRankDiceRule", "ThresholdRule", "probabilities"]
 
 
 def probabilities(logits: Tensor, activation: str) -> Tensor:
@@ -41,18 +41,20 @@ class PredictionRule:
 
 
 class ThresholdRule(PredictionRule):
-    """Per-class masks ``probs > threshold`` (strict, as in the trainer and README; the reference tester
-    used ``>=``, which differs only at exactly 0.5).
+    """Per-class masks ``probs > threshold`` (strict, as in the trainer and README), or ``probs >= threshold``
+    with ``inclusive=True``, as the reference tester's ``T`` rule computed the published cells; the two differ
+    only at probabilities exactly equal to the threshold.
 
     Shape:
         - probs: (B, C, *S); output: (B, C, *S) bool
     """
 
-    def __init__(self, threshold: float = 0.5) -> None:
+    def __init__(self, threshold: float = 0.5, inclusive: bool = False) -> None:
         self.threshold = threshold
+        self.inclusive = inclusive
 
     def __call__(self, probs: Tensor) -> Tensor:
-        return probs > self.threshold
+        return probs >= self.threshold if self.inclusive else probs > self.threshold
 
 
 class ArgmaxRule(PredictionRule):
@@ -112,3 +114,28 @@ class RankSEGRule(PredictionRule):
     def __call__(self, probs: Tensor) -> Tensor:
         pred = self.segmenter.predict(probs.float())
         return pred.bool() if self.output_mode == "multilabel" else pred.long()
+
+
+class ReferenceRankDiceRule(PredictionRule):
+    """mRankDice as the JMLR authors' tester computed the published cells: PS/rankdice.py's
+    ``rank_dice(probs, app=2)`` (truncated mean, its T-RNA override for at most 50 pixels >= 1/2, its skip rules),
+    reproduced by :func:`rankseg.reference_rankdice.reference_rankdice`. Per-class masks, overlaps allowed.
+
+    Args:
+        strict: raise where the reference raises (tiny images, degenerate rows) instead of its documented
+            fallbacks; the default keeps an evaluation running and warns.
+
+    Shape:
+        - probs: (B, C, *S); output: (B, C, *S) bool
+    """
+
+    requires_proper = True
+
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
+
+    @torch.no_grad()
+    def __call__(self, probs: Tensor) -> Tensor:
+        from rankseg.reference_rankdice import reference_rankdice
+
+        return reference_rankdice(probs, strict=self.strict)[0]
