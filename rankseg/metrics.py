@@ -28,6 +28,13 @@ Aggregation (:func:`aggregate`) reports two conventions side by side:
   and cover all classes.
 * the dataset-level one (mmseg): counts summed over the whole split, one Dice/IoU per class, then the nanmean
   over the classes of interest.
+
+and, beside them, RankSEG-RMA's per-image scores (:func:`image_scores`, ``miou_image``/``mdice_image``: the
+mIoU^I of Wang & Dai, NeurIPS 2025), whose empty-class rule differs: per image, the mean over the classes
+*present in the ground truth* (every class, background included; classes of interest play no part), so a class
+predicted where the truth has none lowers no score. With two classes the score is the foreground's (class 1), and
+1 when the image has one class only in prediction and truth together (the RMA code's ``binary`` case). Images
+without a labelled pixel are NaN (the RMA code skips them).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ __all__ = [
     "MetricAccumulator",
     "aggregate",
     "confusion_stats",
+    "image_scores",
     "per_image_scores",
     "scores_from_stats",
 ]
@@ -197,6 +205,37 @@ def scores_from_stats(tp: Tensor, fp: Tensor, fn: Tensor) -> tuple[Tensor, Tenso
     return dice, iou
 
 
+def image_scores(tp: Tensor, fp: Tensor, fn: Tensor, binary: bool | None = None) -> tuple[Tensor, Tensor]:
+    """RankSEG-RMA's per-image mDice and mIoU (the module docstring; ``exp/metrics/accuracy_metric.py`` of
+    github.com/ZixunWang/RankSEG-RMA, ``valueI``).
+
+    Args:
+        tp, fp, fn: per-image counts from :func:`confusion_stats`.
+        binary: score class 1 only (default: when there are two classes, as the RMA code decides).
+
+    Returns:
+        ``(dice, iou)``, float64, NaN for images without a labelled pixel.
+
+    Shape:
+        - tp, fp, fn: (B, C)
+        - outputs: (B,) each
+    """
+    binary = tp.shape[1] == 2 if binary is None else binary
+    dice, iou = scores_from_stats(tp, fp, fn)
+    labelled = (tp + fn).sum(1) > 0
+    if binary:
+        single = ((tp + fp + fn) > 0).sum(1) < 2  # one class in prediction and truth together: a perfect image
+        one = torch.ones_like(iou[:, 1])
+        dice_i, iou_i = torch.where(single, one, dice[:, 1]), torch.where(single, one, iou[:, 1])
+    else:
+        present = (tp + fn) > 0  # present in the ground truth; such a class never scores NaN
+        count = present.sum(1).clamp_min(1)
+        dice_i = torch.where(present, dice, 0.0).sum(1) / count
+        iou_i = torch.where(present, iou, 0.0).sum(1) / count
+    nan = torch.full_like(iou_i, float("nan"))
+    return torch.where(labelled, dice_i, nan), torch.where(labelled, iou_i, nan)
+
+
 def per_image_scores(
     pred: Tensor,
     target: Tensor,
@@ -221,17 +260,40 @@ def _coi_index(num_classes: int, classes_of_interest: Sequence[int] | str | None
     return [int(k) for k in classes_of_interest]
 
 
+def _group_mean(values: Tensor, groups: Sequence[int] | None) -> float:
+    """Mean of the non-NaN ``values``; with ``groups`` (one id per value) the mean over groups of each group's
+    mean (RMA's per-case average of CT slices), groups without a value left out."""
+    if values.numel() == 0:
+        return float("nan")
+    if groups is None:
+        return float(torch.nanmean(values))
+    if len(groups) != values.numel():
+        raise ValueError(f"groups has {len(groups)} ids for {values.numel()} images")
+    _, inverse = torch.unique(torch.as_tensor(list(groups)), return_inverse=True)
+    ok = ~torch.isnan(values)
+    sums = torch.zeros(int(inverse.max()) + 1, dtype=torch.float64).index_add_(0, inverse, values.nan_to_num(0.0))
+    counts = torch.zeros_like(sums).index_add_(0, inverse, ok.double())
+    return float(torch.nanmean(sums / counts))  # 0/0 = NaN: a group without a value
+
+
 def aggregate(
-    tp: Tensor, fp: Tensor, fn: Tensor, classes_of_interest: Sequence[int] | str | None = None
+    tp: Tensor,
+    fp: Tensor,
+    fn: Tensor,
+    classes_of_interest: Sequence[int] | str | None = None,
+    groups: Sequence[int] | None = None,
 ) -> dict[str, float | list[float]]:
     """Dataset scores from per-image counts, under both conventions (see the module docstring).
 
     Args:
         tp, fp, fn: per-image counts from :func:`confusion_stats`, concatenated over the split.
         classes_of_interest: class indices averaged into the means; ``None`` or ``"all"`` for every class.
+        groups: optional group id per image (a CT slice's case): ``mdice_image``/``miou_image`` are then the mean
+            over groups of each group's mean, as RankSEG-RMA scores LiTS and KiTS.
 
     Returns:
         ``mdice``, ``miou`` (paper: mean over images of the per-image mean over classes of interest);
+        ``mdice_image``, ``miou_image`` (RankSEG-RMA's mDice^I, mIoU^I: :func:`image_scores`, mean over images);
         ``class_dice``, ``class_iou`` (per class, mean over images, all classes);
         ``dataset_dice``, ``dataset_iou`` (mmseg: from counts summed over images, mean over classes of
         interest); ``class_dataset_dice``, ``class_dataset_iou``; ``num_images``. NaN where undefined.
@@ -242,6 +304,7 @@ def aggregate(
     num_classes = tp.shape[1]
     coi = _coi_index(num_classes, classes_of_interest)
     dice, iou = scores_from_stats(tp, fp, fn)
+    dice_image, iou_image = image_scores(tp, fp, fn)
     total_dice, total_iou = scores_from_stats(tp.sum(0), fp.sum(0), fn.sum(0))
 
     def _mean(x: Tensor) -> float:
@@ -250,6 +313,8 @@ def aggregate(
     return {
         "mdice": _mean(torch.nanmean(dice[:, coi], dim=1)),
         "miou": _mean(torch.nanmean(iou[:, coi], dim=1)),
+        "mdice_image": _group_mean(dice_image, groups),
+        "miou_image": _group_mean(iou_image, groups),
         "dataset_dice": _mean(total_dice[coi]),
         "dataset_iou": _mean(total_iou[coi]),
         "class_dice": torch.nanmean(dice, dim=0).tolist(),

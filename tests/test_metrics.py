@@ -10,6 +10,7 @@ from rankseg.metrics import (
     MetricAccumulator,
     aggregate,
     confusion_stats,
+    image_scores,
     per_image_scores,
     scores_from_stats,
 )
@@ -349,3 +350,47 @@ def test_cuda_matches_cpu():
     bad = torch.tensor([[0, -1]], device="cuda")
     with pytest.raises(ValueError, match=r"\[-1\]"):
         confusion_stats(torch.zeros_like(bad), bad, 2)
+
+
+# --- RankSEG-RMA's per-image scores (mIoU^I, mDice^I) ---------------------------------------------------------
+def test_rma_image_miou_hand_computed():
+    # 4 classes, one 2x3 image. Class 3 is predicted once but absent from the truth: mIoU^I leaves it out, the
+    # paper's miou (nanmean over all classes) counts it as 0.
+    #   truth [[0, 0, 1], [1, 2, 2]]   prediction [[0, 3, 1], [1, 1, 2]]
+    #   class 0: tp 1, fn 1 -> IoU 1/2, Dice 2/3;  class 1: tp 2, fp 1 -> IoU 2/3, Dice 4/5
+    #   class 2: tp 1, fn 1 -> IoU 1/2, Dice 2/3;  class 3: fp 1 (not in the truth)
+    # mIoU^I = (1/2 + 2/3 + 1/2) / 3 = 5/9; mDice^I = (2/3 + 4/5 + 2/3) / 3 = 32/45; miou = (1/2+2/3+1/2+0)/4 = 5/12
+    # A second image holds only ignore pixels: NaN, left out of the mean.
+    target = torch.tensor([[[0, 0, 1], [1, 2, 2]], [[IGNORE_INDEX] * 3] * 2])
+    pred = torch.tensor([[[0, 3, 1], [1, 1, 2]], [[0, 1, 2], [3, 3, 3]]])
+    stats = confusion_stats(pred, target, 4)
+    dice, iou = image_scores(*stats)
+    torch.testing.assert_close(iou, torch.tensor([5 / 9, NAN], dtype=torch.float64), equal_nan=True)
+    torch.testing.assert_close(dice, torch.tensor([32 / 45, NAN], dtype=torch.float64), equal_nan=True)
+    scores = aggregate(*stats)
+    assert scores["miou_image"] == pytest.approx(5 / 9) and scores["mdice_image"] == pytest.approx(32 / 45)
+    assert scores["miou"] == pytest.approx(5 / 12)
+    # classes of interest do not change mIoU^I (the RMA code averages every class present in the truth)
+    assert aggregate(*stats, classes_of_interest=[1, 2])["miou_image"] == pytest.approx(5 / 9)
+
+
+def test_rma_image_miou_binary_scores_the_foreground_and_one_class_images_as_one():
+    # two classes: the foreground's IoU; an image with one class only in prediction and truth together scores 1
+    #   image A: truth and prediction all background             -> 1
+    #   image B: truth fg on 2 of 4 pixels, prediction on 1 of them -> IoU 1/2, Dice 2/3
+    #   image C: truth all background, one fg pixel predicted     -> 0
+    target = torch.tensor([[0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0]])
+    pred = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]])
+    dice, iou = image_scores(*confusion_stats(pred, target, 2))
+    assert iou.tolist() == [1.0, 0.5, 0.0] and dice.tolist() == pytest.approx([1.0, 2 / 3, 0.0])
+    assert aggregate(*confusion_stats(pred, target, 2))["miou_image"] == pytest.approx(0.5)
+    # CT slices of cases 7, 7, 3 (+ a slice of case 3 without labelled pixels: NaN, left out): per case, then
+    # over cases: case 7 (1 + 1/2) / 2 = 3/4, case 3 0 -> 3/8
+    target4 = torch.cat([target, torch.full((1, 4), IGNORE_INDEX)])
+    pred4 = torch.cat([pred, torch.zeros(1, 4, dtype=torch.long)])
+    scores = aggregate(*confusion_stats(pred4, target4, 2), groups=[7, 7, 3, 3])
+    assert scores["miou_image"] == pytest.approx(3 / 8)
+    assert aggregate(*confusion_stats(pred4, target4, 2))["miou_image"] == pytest.approx(0.5)
+    # binary=False: the mean over the classes present in the truth (image B: (2/3 + 1/2) / 2)
+    _, iou = image_scores(*confusion_stats(pred, target, 2), binary=False)
+    assert iou.tolist() == pytest.approx([1.0, (2 / 3 + 1 / 2) / 2, 3 / 4])

@@ -3,8 +3,9 @@
 Train (``base_dataset.py`` of the reference code, the steps that actually run):
 random rotation in [-10, 10] degrees, pad bottom/right up to the crop size, random crop,
 horizontal flip with p = 0.5. Evaluation: resize the shorter side to the crop size (image
-bilinear, label nearest), then centre-crop a square; or ``geometry="full"`` for native
-resolution. Both end with ``Normalize(mean, std)`` on 0-255 pixels.
+bilinear, label nearest), then centre-crop a square; ``geometry="full"`` for native
+resolution; ``geometry="reference"`` for the reference tester's own rounding
+(:class:`ReferenceEvalTransform`). Both end with ``Normalize(mean, std)`` on 0-255 pixels.
 
 The pipelines operate on ``image`` (H, W, 3) uint8 RGB and ``mask`` (H, W) uint8 and return
 float32 (H, W, 3) and uint8 (H, W); :class:`rankseg.data.base.SegmentationDataset` converts
@@ -21,11 +22,19 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on im
 
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
-__all__ = ["EVAL_GEOMETRIES", "EvalGeometry", "build_eval_transform", "build_train_transform"]
+__all__ = [
+    "EVAL_GEOMETRIES",
+    "EvalGeometry",
+    "ReferenceEvalTransform",
+    "build_eval_transform",
+    "build_train_transform",
+]
 
-EvalGeometry = Literal["crop", "full"]
-EVAL_GEOMETRIES: tuple[str, ...] = ("crop", "full")
+EvalGeometry = Literal["crop", "full", "reference"]
+EVAL_GEOMETRIES: tuple[str, ...] = ("crop", "full", "reference")
 
 
 def build_train_transform(
@@ -106,6 +115,11 @@ def build_eval_transform(
     """
     if geometry not in EVAL_GEOMETRIES:
         raise ValueError(f"eval_geometry must be one of {EVAL_GEOMETRIES}, got {geometry!r}")
+    if geometry == "reference":
+        if crop_size is None:
+            raise ValueError("eval_geometry='reference' needs a crop_size")
+        _check_crop_size(crop_size)
+        return ReferenceEvalTransform(crop_size, mean, std)  # type: ignore[return-value]
     steps: list[A.BasicTransform] = []
     if geometry == "crop":
         if crop_size is None:
@@ -123,6 +137,40 @@ def build_eval_transform(
         ]
     steps.append(_normalize(mean, std))
     return A.Compose(steps)
+
+
+class ReferenceEvalTransform:
+    """The reference tester's evaluation geometry step for step (``base_dataset.py``, ``_val_augmentation`` and
+    ``__getitem__`` of the authors' trainer), for networks trained by it (``eval_geometry: reference``).
+
+    It differs from ``"crop"`` in rounding only:
+
+    * the shorter side becomes ``crop_size`` and the longer ``int(crop_size * long / short)`` (truncated);
+    * the image is resized as float32 with bilinear interpolation, then cast to uint8 (truncated, not rounded);
+    * the label is resized with PIL's nearest neighbour;
+    * the centre crop starts at ``(size - crop_size) // 2``;
+    * then ``ToTensor`` (``/ 255``) and ``Normalize(mean, std)``.
+
+    Called like an albumentations pipeline: ``transform(image=..., mask=...)`` with (H, W, 3) uint8 and (H, W)
+    uint8; returns ``{"image": (crop, crop, 3) float32, "mask": (crop, crop) uint8}``.
+    """
+
+    def __init__(self, crop_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.crop_size = int(crop_size)
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+
+    def __call__(self, *, image: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        crop = self.crop_size
+        h, w = mask.shape
+        h, w = (crop, int(crop * w / h)) if h < w else (int(crop * h / w), crop)
+        resized = cv2.resize(image.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        label = np.asarray(Image.fromarray(mask).resize((w, h), resample=Image.NEAREST))
+        top, left = (h - crop) // 2, (w - crop) // 2
+        pixels = resized[top : top + crop, left : left + crop].astype(np.uint8)
+        label = label[top : top + crop, left : left + crop]
+        normalised = (pixels.astype(np.float32) / np.float32(255.0) - self.mean) / self.std
+        return {"image": normalised.astype(np.float32), "mask": np.ascontiguousarray(label)}
 
 
 def _normalize(mean: Sequence[float], std: Sequence[float]) -> A.Normalize:

@@ -69,10 +69,15 @@ def build_model(model_cfg: DictConfig | Mapping[str, Any], pretrained: bool = Tr
     node = _as_dict(model_cfg)
     if not pretrained:
         node["encoder_weights"] = None
+    if node["_target_"].startswith("rankseg.models.Reference"):
+        return instantiate_component(node)  # checks encoder_weights itself: its weights come from a checkpoint
     source = "torchvision" if node["_target_"].endswith("FCN8s") else "smp"
     weights = check_pretrained_weights(node.get("encoder_name", ""), node.get("encoder_weights"), source=source)
     if source == "torchvision" or weights is None:
         return instantiate_component(node)
+    if str(node.get("encoder_name", "")).startswith("tu-"):
+        # timm reads the checked local file itself (pretrained_cfg_overlay): no hub lookup, no network.
+        return instantiate_component(node, encoder_weights=True, pretrained_cfg_overlay={"file": str(weights)})
     # smp would resolve the same file through huggingface_hub, which may query the network unless
     # HF_HUB_OFFLINE is set; loading the checked local file ourselves guarantees no network access.
     from safetensors.torch import load_file
@@ -92,18 +97,48 @@ def build_rules(predict_cfg: DictConfig | Mapping[str, Any]) -> dict[str, Predic
     return {str(name): instantiate_component(node) for name, node in _as_dict(predict_cfg).items()}
 
 
-def param_groups(model: nn.Module, backbone_prefixes: list[str] | tuple[str, ...], lr: float, backbone_mult: float):
-    """SGD parameter groups: backbone parameters (name starts with one of ``backbone_prefixes``) at
-    ``lr * backbone_mult``, the rest at ``lr``; frozen parameters are left out."""
-    backbone, head = [], []
+def param_groups(
+    model: nn.Module,
+    backbone_prefixes: list[str] | tuple[str, ...],
+    lr: float,
+    backbone_mult: float,
+    no_decay_1d: bool = False,
+):
+    """Optimizer parameter groups: backbone parameters (name starts with one of ``backbone_prefixes``) at
+    ``lr * backbone_mult``, the rest at ``lr``; frozen parameters are left out. ``no_decay_1d`` puts the 1-D
+    parameters (biases, norm scales) of each part into a group of its own with ``weight_decay=0`` (the
+    RankSEG-RMA recipe)."""
+    parts: dict[str, list[nn.Parameter]] = {"head": [], "backbone": [], "head_no_decay": [], "backbone_no_decay": []}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (backbone if name.startswith(tuple(backbone_prefixes)) else head).append(param)
-    groups = [
-        {"params": head, "lr": lr, "name": "head"},
-        {"params": backbone, "lr": lr * backbone_mult, "name": "backbone"},
-    ]
+            part = "backbone" if name.startswith(tuple(backbone_prefixes)) else "head"
+            parts[part + ("_no_decay" if no_decay_1d and param.dim() == 1 else "")].append(param)
+    groups = []
+    for name, params in parts.items():
+        group = {"params": params, "lr": lr * (backbone_mult if name.startswith("backbone") else 1.0), "name": name}
+        if name.endswith("_no_decay"):
+            group["weight_decay"] = 0.0
+        groups.append(group)
     return [g for g in groups if g["params"]]
+
+
+def build_optimizer(
+    model: nn.Module, backbone_prefixes: list[str], opt_cfg: Mapping[str, Any]
+) -> torch.optim.Optimizer:
+    """The optimizer of ``configs/training.yaml``'s ``optimizer`` node: ``name`` sgd (default; the JMLR protocol,
+    with ``momentum``) or adamw (RankSEG-RMA; ``betas``, default (0.9, 0.999)); ``no_decay_1d`` as in
+    :func:`param_groups`. Keys absent from older configs take the values that reproduce those runs."""
+    name = str(opt_cfg.get("name", "sgd")).lower()
+    lr, mult = float(opt_cfg["lr"]), float(opt_cfg["backbone_lr_mult"])
+    groups = param_groups(model, backbone_prefixes, lr, mult, bool(opt_cfg.get("no_decay_1d", False)))
+    if name == "sgd":
+        return torch.optim.SGD(
+            groups, lr=lr, momentum=float(opt_cfg["momentum"]), weight_decay=float(opt_cfg["weight_decay"])
+        )
+    if name == "adamw":
+        betas = tuple(float(b) for b in opt_cfg.get("betas", (0.9, 0.999)))
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=float(opt_cfg["weight_decay"]))
+    raise ValueError(f"optimizer.name must be sgd or adamw, got {name!r}")
 
 
 def resolve_device(name: str) -> torch.device:

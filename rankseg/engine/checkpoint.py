@@ -24,6 +24,7 @@ __all__ = [
     "ClassCountMismatchError",
     "check_num_classes",
     "load_checkpoint",
+    "read_checkpoint_file",
     "check_same_run",
     "save_checkpoint",
     "stored_identity",
@@ -67,7 +68,10 @@ def _read_failure(path: Path, err: Exception) -> str:
 
 
 def load_checkpoint(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", hint: str | None = None
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    hint: str | None = None,
+    state: Any = None,
 ) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` and check its structure.
 
@@ -76,6 +80,7 @@ def load_checkpoint(
         map_location: passed to ``torch.load``.
         hint: what the user can do about a bad file (appended to every error message); a default names
             ``resume=false``, deleting the file and ``ckpt_path=``.
+        state: what the file holds, if the caller read it already (:func:`read_checkpoint_file`).
 
     Raises:
         CheckpointNotFoundError: ``path`` is not a file.
@@ -86,16 +91,47 @@ def load_checkpoint(
     fix = hint or (
         "Delete it, start the run over with resume=false, or point ckpt_path= at a checkpoint written by train.py"
     )
-    if not path.is_file():
-        raise CheckpointNotFoundError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # any parse failure of an untrusted file is reported as such
-        raise CheckpointError(f"cannot read checkpoint {path}: {_read_failure(path, err)}. {fix}") from None
+    if state is None:
+        state = read_checkpoint_file(path, map_location, fix)
     problem = _structure_problem(state)
     if problem:
         raise CheckpointError(f"{path} is not a checkpoint written by train.py: {problem}. {fix}")
     return state
+
+
+def _numpy_scalar_globals() -> list[Any]:
+    """The globals a NumPy scalar pickles to, under the names NumPy 1.x and 2.x write (numbers, never code)."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # NumPy 1.x
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    allowed: list[Any] = [scalar, np.dtype]
+    allowed += [(scalar, f"numpy.{core}.multiarray.scalar") for core in ("core", "_core")]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        allowed += [getattr(dtypes, f"{n}DType") for n in ("Float64", "Float32", "Float16", "Int64", "Int32", "Bool")]
+    return allowed
+
+
+def read_checkpoint_file(path: str | os.PathLike[str], map_location: str | torch.device, fix: str) -> Any:
+    """What a checkpoint file holds, read as data: ``torch.load(..., weights_only=True)`` (tensors and plain
+    containers) plus NumPy scalars, which checkpoints of other trainers hold (e.g. a rounded NumPy loss).
+
+    Raises:
+        CheckpointNotFoundError: ``path`` is not a file.
+        CheckpointError: the file is empty, corrupt, or holds other objects; the message names the file and
+            ends with ``fix``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"no checkpoint at {path}")
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # any parse failure of an untrusted file is reported as such
+        raise CheckpointError(f"cannot read checkpoint {path}: {_read_failure(path, err)}. {fix}") from None
 
 
 def _structure_problem(state: Any) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rankseg.engine.inference import inference_settings
 from rankseg.engine.runs import check_path_component
 
 __all__ = ["ConfigError", "check_evaluate_config", "check_train_config"]
@@ -107,6 +108,13 @@ def _check_run_keys(cfg: DictConfig) -> None:
     _number(cfg, "optimizer.weight_decay", 0.0, strict=False)
     _number(cfg, "optimizer.backbone_lr_mult", 0.0, strict=False)
     _number(cfg, "optimizer.poly_power", 0.0, strict=False)
+    # Keys of the RankSEG-RMA recipe; absent in the JMLR protocol (configs/experiment/rma_*.yaml set them).
+    name = OmegaConf.select(cfg, "optimizer.name")
+    if name is not None and str(name).lower() not in ("sgd", "adamw"):
+        raise ConfigError(f"optimizer.name must be sgd or adamw, got {name!r}")
+    _int(cfg, "optimizer.total_iters", 1, optional=True)
+    _number(cfg, "optimizer.warmup_ratio", 0.0, strict=False, optional=True)
+    _number(cfg, "optimizer.warmup_start_factor", 0.0, strict=False, optional=True)
 
 
 def _check_common(cfg: DictConfig) -> None:
@@ -156,7 +164,14 @@ def check_evaluate_config(cfg: DictConfig) -> None:
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None and not (isinstance(ckpt, str) and ckpt.strip()):
         raise ConfigError(f"ckpt_path must be a path or null, got {ckpt!r}")
+    fmt = cfg.get("ckpt_format")
+    if fmt not in (None, "auto", "project", "reference"):
+        raise ConfigError(f"ckpt_format must be auto, project or reference, got {fmt!r}")
     _check_calibration(cfg)
+    try:  # inference.mode/window/stride/flip (rankseg/engine/inference.py)
+        inference_settings(cfg.get("inference"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_calibration(cfg: DictConfig) -> None:

@@ -10,7 +10,8 @@ and gets every weight from the checkpoint. Where results go: the checkpoint's ow
 ``{paths.results_dir}/runs/{dataset}/{model}/{loss}/{run}/``.
 
 Merging: every rule record carries the content hash of the weights and the evaluation settings that change
-numbers (val split and geometry, ignore handling, classes of interest, AMP, activation). A rule evaluated later
+numbers (val split and geometry, ignore handling, classes of interest, AMP, activation; sliding windows or flip
+when ``inference`` is not the default whole-image pass, :mod:`rankseg.engine.inference`). A rule evaluated later
 joins the existing records only when both match; records that do not are dropped, with a message. The merge holds
 an OS file lock and replaces the files atomically; a corrupt ``metrics.json`` is moved aside before the
 evaluation starts.
@@ -44,12 +45,21 @@ from rankseg.engine.checkpoint import (
     check_num_classes,
     check_same_run,
     load_checkpoint,
+    read_checkpoint_file,
     stored_identity,
     weights_sha256,
 )
 from rankseg.engine.config_checks import ConfigError, check_evaluate_config
 from rankseg.engine.distributed import DistInfo, ShardedBatchSampler, broadcast_object, gather_rows, process_group
+from rankseg.engine.inference import infer, inference_settings
 from rankseg.engine.inspection import Inspector, check_inspect_config
+from rankseg.engine.reference_ckpt import (
+    check_reference_fits,
+    is_reference_checkpoint,
+    load_reference_weights,
+    read_reference_checkpoint,
+    reference_identity,
+)
 from rankseg.engine.runfiles import atomic_write_json, atomic_write_text, file_lock, git_commit, nan_to_none
 from rankseg.engine.runs import (
     CHECKPOINT_FILE,
@@ -62,11 +72,14 @@ from rankseg.engine.runs import (
 )
 from rankseg.engine.train import model_logits
 from rankseg.metrics import MetricAccumulator, aggregate, scores_from_stats
-from rankseg.predict import probabilities
 
 METRICS_FILE = "metrics.json"
 CLASS_CSV = "class_scores.csv"
 _EVAL_HINT = "Point ckpt_path= at a checkpoint written by train.py, or drop ckpt_path= to evaluate this config's run"
+_REFERENCE_HINT = (
+    "Point ckpt_path= at a checkpoint-epoch*.pth of the published networks (README: Evaluate the published "
+    "networks), with its config.json beside it"
+)
 
 
 def train_command(cfg: DictConfig) -> str:
@@ -96,6 +109,22 @@ def _other_runs(cfg: DictConfig, identity: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _refuse_reference_folder(folder: Path) -> None:
+    """A run folder of the reference trainer holds one checkpoint per saved epoch: make the user pick one."""
+
+    def epoch(p: Path) -> int:
+        digits = p.stem.removeprefix("checkpoint-epoch")
+        return int(digits) if digits.isdigit() else -1
+
+    found = sorted(folder.glob("checkpoint-epoch*.pth"), key=epoch)
+    if found:
+        names = ", ".join(p.name for p in found[-4:])
+        raise CheckpointNotFoundError(
+            f"{folder} holds checkpoints of the reference trainer ({len(found)}: ... {names}), not a "
+            f"{CHECKPOINT_FILE}; name the epoch to evaluate, e.g. ckpt_path={found[-1]}"
+        )
+
+
 def locate_checkpoint(cfg: DictConfig) -> Path:
     """The checkpoint to evaluate: ``cfg.ckpt_path`` (a file, or a run folder holding ``last.pt``) or the run of
     ``cfg``'s config.
@@ -106,6 +135,8 @@ def locate_checkpoint(cfg: DictConfig) -> Path:
     """
     if cfg.get("ckpt_path"):
         path = Path(str(cfg.ckpt_path)).expanduser()
+        if path.is_dir() and not (path / CHECKPOINT_FILE).is_file():
+            _refuse_reference_folder(path)
         path = path / CHECKPOINT_FILE if path.is_dir() else path
         if not path.is_file():
             raise CheckpointNotFoundError(f"no checkpoint at ckpt_path={cfg.ckpt_path} ({path} is not a file)")
@@ -302,7 +333,11 @@ def _load_network(cfg: DictConfig, ckpt_path: Path) -> tuple[dict[str, Any], dic
     """(checkpoint state without the weights, its run identity, the network with the checkpoint's weights, their
     hash), after checking that the checkpoint is ours and fits ``cfg``. The network comes from ``cfg.model``
     (project configs only)."""
-    state = load_checkpoint(ckpt_path, map_location="cpu", hint=_EVAL_HINT)
+    fmt = str(cfg.get("ckpt_format") or "auto")
+    raw = read_checkpoint_file(ckpt_path, "cpu", _EVAL_HINT)
+    if fmt == "reference" or (fmt == "auto" and is_reference_checkpoint(raw)):
+        return _load_reference_network(cfg, ckpt_path, raw)
+    state = load_checkpoint(ckpt_path, map_location="cpu", hint=_EVAL_HINT, state=raw)
     stored_cfg = state["config"]
     check_num_classes(stored_cfg["dataset"].get("num_classes"), cfg.dataset.num_classes, ckpt_path, cfg.dataset.name)
     identity = stored_identity(state, ckpt_path)
@@ -325,13 +360,48 @@ def _load_network(cfg: DictConfig, ckpt_path: Path) -> tuple[dict[str, Any], dic
     return state, identity, model, weights_sha256(weights)
 
 
+def _load_reference_network(
+    cfg: DictConfig, ckpt_path: Path, raw: Any
+) -> tuple[dict[str, Any], dict[str, Any], torch.nn.Module, str]:
+    """:func:`_load_network` for a checkpoint of the JMLR authors' trainer (:mod:`rankseg.engine.reference_ckpt`):
+    the command line must name the configs its ``config.json`` maps to; the run identity comes from that config."""
+    if not is_reference_checkpoint(raw):
+        raise CheckpointError(
+            f"{ckpt_path} is not a checkpoint of the reference trainer (no 'state_dict' with a 'config'); "
+            "drop ckpt_format=reference for a checkpoint written by train.py"
+        )
+    ref = read_reference_checkpoint(ckpt_path, raw, _REFERENCE_HINT)
+    check_reference_fits(ref, cfg)
+    model = build_model(cfg.model, pretrained=False)
+    weights = load_reference_weights(model, ref, _REFERENCE_HINT)
+    identity = reference_identity(ref, cfg)
+    state = {
+        "config": {"loss": identity["loss"]},
+        "iteration": ref.epoch,
+        "total_iters": identity["epochs"],
+        "progress_unit": "epoch",
+        "format": "reference",
+    }
+    return state, identity, model, weights_sha256(weights)
+
+
+def training_progress(state: dict[str, Any], ckpt_path: Path) -> tuple[dict[str, Any], str | None]:
+    """How far the checkpoint's training got (``{"iteration", "total_iters"}``, or ``{"epoch", "total_epochs"}``
+    for a reference checkpoint), and a note to print when it had not finished."""
+    iteration, total = state["iteration"], state.get("total_iters")
+    unit = state.get("progress_unit", "iteration")
+    progress = {unit: iteration, "total_iters" if unit == "iteration" else f"total_{unit}s": total}
+    if not (isinstance(total, int) and iteration < total):
+        return progress, None
+    return progress, f"note: {ckpt_path} is at {unit} {iteration}/{total}: its training has not finished"
+
+
 def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.device) -> dict[str, Any]:
     say = console.echo if info.is_main else (lambda *args, **kwargs: None)
     state, identity, model, weights_hash = _load_network(cfg, ckpt_path)
-    iteration, total = state["iteration"], state.get("total_iters")
-    progress = {"iteration": iteration, "total_iters": total}
-    if total is not None and iteration < total:
-        say(f"note: {ckpt_path} is at iteration {iteration}/{total}: its training has not finished")
+    progress, note = training_progress(state, ckpt_path)
+    if note:
+        say(note)
     # The checkpoint's own config files the results (a run is never filed under the command line's names).
     out_dir = Path(cfg.paths.results_dir) / "runs" / run_key(identity)
     if info.is_main:
@@ -370,6 +440,9 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
         "amp": use_amp,
         "activation": activation,
     }
+    view = inference_settings(cfg.get("inference"))  # whole image (default) or sliding windows, flip
+    if view.record() is not None:  # only when not the default, so older records still merge
+        settings["inference"] = view.record()
     cal = calib.calibration_pass(
         cfg, model, activation, weights_hash, ckpt_path, out_dir, info, device, use_amp, say, identity
     )
@@ -395,9 +468,11 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
             continue  # as the reference tester: a batch without labelled pixels is skipped
         targets = targets.to(device, non_blocking=True)
         indices += batch_indices
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            logits = model_logits(model(images.to(device, non_blocking=True)))
-        probs = probabilities(logits, activation)
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                return model_logits(model(x))
+
+        logits, probs = infer(forward, images.to(device, non_blocking=True), view, activation)
         cal.observe(logits, probs, targets)  # ECE bins and NLL; the tempered probabilities of the @T rules
         for name, rule in rules.items():
             pred = inspector.predict(name, rule, probs, batch_indices)  # rule(probs), recording what it needs
@@ -425,13 +500,15 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
             "run": run_name(identity),
             "run_config": identity,
             "checkpoint": str(ckpt_path),
+            "checkpoint_format": state.get("format", "project"),
             "weights_sha256": weights_hash,
             "training": progress,
             "eval_settings": settings,
             "calibration": calibration,
             "commit": git_commit(),
         }
-        merged = _report(cfg, header, counts, coi, out_dir)
+        cases = getattr(val_set, "case_of_index", None)  # CT slices: RMA averages mIoU^I per case
+        merged = _report(cfg, header, counts, coi, out_dir, cases)
         inspector.write(out_dir, header, counts)  # per_image.csv, plots/, overlays/
         tracking.log_evaluation(cfg, merged, out_dir, list(rules))  # wandb (offline by default); logger=none: off
     return broadcast_object(merged, info)
@@ -442,17 +519,22 @@ def rule_records(
     class_names: list[str],
     coi: Any,
     provenance: dict[str, Any],
+    cases: list[int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """One ``metrics.json`` record per rule: the aggregate scores, per-class dicts and ``provenance`` (which must
-    hold ``eval_settings`` with ``reference_ignore``)."""
+    hold ``eval_settings`` with ``reference_ignore``). ``cases`` (a case id per val item, CT slices): the per-image
+    ``mdice_image``/``miou_image`` are averaged per case, then over cases, when every item was counted."""
     records = {}
     for name, stats in counts.items():
-        scores = aggregate(*stats, classes_of_interest=coi)
-        record: dict[str, Any] = {k: scores[k] for k in ("mdice", "miou", "dataset_dice", "dataset_iou")}
+        groups = cases if cases is not None and len(cases) == stats[0].shape[0] else None
+        scores = aggregate(*stats, classes_of_interest=coi, groups=groups)
+        keys = ("mdice", "miou", "dataset_dice", "dataset_iou", "mdice_image", "miou_image")
+        record: dict[str, Any] = {k: scores[k] for k in keys}
         for key in ("class_dice", "class_iou", "class_dataset_dice", "class_dataset_iou"):
             record[key] = dict(zip(class_names, scores[key], strict=True))
         reference_ignore = provenance["eval_settings"]["reference_ignore"]
         record.update(num_images=scores["num_images"], reference_ignore=reference_ignore, **provenance)
+        record["image_scores_averaged_over"] = "cases" if groups is not None else "images"
         records[name] = record
     return records
 
@@ -471,11 +553,12 @@ def _report(
     counts: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     coi: Any,
     out_dir: Path,
+    cases: list[int] | None = None,
 ) -> dict[str, Any]:
     """Aggregate, print the table, merge into ``metrics.json`` and render ``class_scores.csv``."""
     class_names = [str(n) for n in cfg.dataset.class_names]
     provenance = {k: header[k] for k in ("checkpoint", "weights_sha256", "training", "eval_settings", "commit")}
-    records = calib.tag_tempered(rule_records(counts, class_names, coi, provenance), header)
+    records = calib.tag_tempered(rule_records(counts, class_names, coi, provenance, cases), header)
     num_images = records[next(iter(records))]["num_images"] if records else 0
     title = (
         f"Results for run {header['dataset']}/{header['model']}/{header['loss']}/{header['run']} on "

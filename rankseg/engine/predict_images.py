@@ -60,7 +60,7 @@ from rankseg.data.transforms import build_eval_transform
 from rankseg.engine.build import build_rules, resolve_device
 from rankseg.engine.config_checks import ConfigError, check_evaluate_config
 from rankseg.engine.console import echo, progress
-from rankseg.engine.evaluate import _load_network, locate_checkpoint
+from rankseg.engine.evaluate import _load_network, locate_checkpoint, training_progress
 from rankseg.engine.image_files import (
     READ_ERRORS,
     InputImage,
@@ -332,9 +332,9 @@ def run_prediction(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = locate_checkpoint(cfg)
     state, identity, model, weights_hash = _load_network(cfg, ckpt_path)
     device = resolve_device(str(cfg.device))
-    iteration, total = state["iteration"], state.get("total_iters")
-    if total is not None and iteration < total:
-        echo(f"note: {ckpt_path} is at iteration {iteration}/{total}: its training has not finished")
+    trained, note = training_progress(state, ckpt_path)
+    if note:
+        echo(note)
     loss_cfg = state["config"]["loss"]
     rules = _usable_rules(cfg, loss_cfg)
     header = {
@@ -344,7 +344,7 @@ def run_prediction(cfg: DictConfig) -> dict[str, Any]:
         "run_config": identity,
         "checkpoint": str(ckpt_path),
         "weights_sha256": weights_hash,
-        "training": {"iteration": iteration, "total_iters": total},
+        "training": trained,
         "settings": {
             "activation": str(loss_cfg.get("activation", "softmax")),
             "amp": bool(cfg.amp) and device.type == "cuda",

@@ -126,7 +126,10 @@ def _slug(value: Any) -> str:
 
 
 def run_name(identity: Mapping[str, Any]) -> str:
-    """``{tag}-{hash8}``, e.g. ``resnet101-seed0-1a2b3c4d`` (tag: encoder if the model has one, seed)."""
+    """``{tag}-{hash8}``, e.g. ``resnet101-seed0-1a2b3c4d`` (tag: encoder if the model has one, seed); a network
+    of the reference trainer (:mod:`rankseg.engine.reference_ckpt`) is ``reference-epoch300-1a2b3c4d``."""
+    if identity.get("format") == "reference":
+        return f"reference-epoch{_slug(identity.get('epoch'))}-{identity_digest(identity)[:8]}"
     parts = []
     encoder = identity["model"].get("encoder_name")
     if encoder:

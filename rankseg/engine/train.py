@@ -37,8 +37,8 @@ from rankseg.engine.build import (
     build_dataset,
     build_loss,
     build_model,
+    build_optimizer,
     init_worker,
-    param_groups,
     seed_everything,
     seed_step,
 )
@@ -125,6 +125,18 @@ class _Without(torch.utils.data.Dataset):
 def poly_factor(iteration: int, total_iters: int, power: float) -> float:
     """Poly schedule ``(1 - T/N) ** power`` (no warmup), clamped at 0 beyond ``N``."""
     return max(1.0 - iteration / max(total_iters, 1), 0.0) ** power
+
+
+def lr_factor(
+    iteration: int, total_iters: int, power: float, warmup_iters: float = 0.0, warmup_start: float = 0.0
+) -> float:
+    """Poly schedule after an optional linear warmup (RankSEG-RMA): ``max(warmup_start, T/W)`` for ``T < W``, then
+    ``(1 - (T - W)/(N - W)) ** power``; with ``W = 0`` it is :func:`poly_factor`."""
+    if iteration < warmup_iters:
+        return max(warmup_start, iteration / warmup_iters)
+    if warmup_iters <= 0:
+        return poly_factor(iteration, total_iters, power)
+    return max(1.0 - (iteration - warmup_iters) / max(total_iters - warmup_iters, 1e-12), 0.0) ** power
 
 
 def run_training(cfg: DictConfig) -> dict[str, Any]:
@@ -230,20 +242,21 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
     rank_batch = batch_size // info.world_size
     iters_per_epoch = len(train_set) // batch_size if drop_last else 1
     total_iters = int(cfg.epochs) * iters_per_epoch
+    if cfg.optimizer.get("total_iters") is not None:  # an iteration schedule (RankSEG-RMA: 40k/80k/160k)
+        total_iters = int(cfg.optimizer.total_iters)
 
     net = build_model(cfg.model).to(device)
     _check_batch_norm(net, rank_batch if drop_last else len(train_set), len(train_set), cfg)
     net = _maybe_sync_bn(net, cfg, info, device)
     loss_fn = build_loss(cfg.loss).to(device)
     opt_cfg = cfg.optimizer
-    optimizer = torch.optim.SGD(
-        param_groups(net, list(cfg.model.get("backbone_prefixes", [])), opt_cfg.lr, opt_cfg.backbone_lr_mult),
-        lr=opt_cfg.lr,
-        momentum=opt_cfg.momentum,
-        weight_decay=opt_cfg.weight_decay,
-    )
+    optimizer = build_optimizer(net, list(cfg.model.get("backbone_prefixes", [])), opt_cfg)
     power = float(opt_cfg.poly_power)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: poly_factor(it, total_iters, power))
+    warmup = float(opt_cfg.get("warmup_ratio") or 0.0) * total_iters
+    start = float(opt_cfg.get("warmup_start_factor") or 0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: lr_factor(it, total_iters, power, warmup, start)
+    )
     use_amp = bool(cfg.amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 

@@ -27,6 +27,11 @@ temperature-scaled probabilities, ``evaluate.py calibrate=temperature``) follows
                       "weights_sha256", "eval_settings", ...}}}
 
 Run it with ``python scripts/make_tables.py --runs results/runs --out results/tables``.
+
+The RankSEG-RMA tables (Wang & Dai, NeurIPS 2025; :func:`write_rma_tables`, ``make_tables.py --rma``) are built
+apart: one ``rma_{dataset}.md/.csv`` per dataset of ``results/published/published_rma_tables.csv``, one row per
+published (model, backbone, metric, source) with argmax and RMA published and reproduced, pooled over the runs that
+``rma.rows`` of ``configs/tables.yaml`` maps the row to (dataset, model, encoder, ``optimizer.name=adamw``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import shlex
 import statistics
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,21 +58,28 @@ __all__ = [
     "DATASETS",
     "LOSS_NAMES",
     "MODEL_NAMES",
+    "RMA_PUBLISHED",
     "RULES",
+    "RmaConfig",
+    "RmaRow",
     "Stat",
     "TableConfig",
     "build_class_table",
+    "build_rma_table",
     "build_table",
     "find_datasets",
     "fmt_signed",
     "load_known_typos",
     "load_published",
+    "load_rma_config",
     "load_runs",
     "load_table_config",
     "render_class_markdown",
     "render_markdown",
+    "render_rma_markdown",
     "strict_best",
     "summarize",
+    "write_rma_tables",
     "write_tables",
 ]
 
@@ -972,4 +985,302 @@ def write_tables(
         n_ok = int((table["status"] == "ok").sum())
         print(f"{dataset}: {n_ok} reproduced cells -> {', '.join(str(p) for p in files_written)}")
         written += files_written
+    return written
+
+
+# ------------------------------------------------------------------------------------------ RankSEG-RMA tables
+
+#: The RankSEG-RMA paper's published numbers (Wang & Dai, NeurIPS 2025; two sources, see its README).
+RMA_PUBLISHED = Path(__file__).resolve().parents[2] / "results" / "published" / "published_rma_tables.csv"
+
+
+@dataclass(frozen=True)
+class RmaRow:
+    """One (dataset, model, backbone) group of the published RMA rows and the run that reproduces it
+    (``rma.rows`` of ``configs/tables.yaml``).
+
+    Attributes:
+        dataset: Dataset as the CSV names it.
+        model: Model as the CSV names it (display name).
+        backbones: CSV ``backbone`` values this entry covers ('' where the source names none).
+        experiment: ``configs/experiment/`` name, or None when the row has no run here.
+        overrides: Hydra overrides after ``experiment=...`` (the model and its settings).
+        encoder: ``model.encoder_name`` of that run.
+        why: Why there is no run (``experiment`` None).
+    """
+
+    dataset: str
+    model: str
+    backbones: tuple[str, ...]
+    experiment: str | None
+    overrides: tuple[str, ...] = ()
+    encoder: str | None = None
+    why: str = ""
+
+    def commands(self) -> tuple[str, str] | None:
+        """``(train, evaluate)`` shell commands of the run, or None."""
+        if self.experiment is None:
+            return None
+        args = " ".join(shlex.quote(a) for a in (f"experiment={self.experiment}", *self.overrides))
+        return f"python train.py {args}", f"python evaluate.py {args} 'predict=[argmax,rma]'"
+
+    def model_key(self) -> str | None:
+        """The ``model=`` config name among the overrides."""
+        return next((o.split("=", 1)[1] for o in self.overrides if o.startswith("model=")), None)
+
+
+@dataclass(frozen=True)
+class RmaConfig:
+    """``rma`` of ``configs/tables.yaml``: rule and metric titles (in column/row order) and the row map."""
+
+    rules: dict[str, str]
+    metrics: dict[str, str]
+    rows: tuple[RmaRow, ...]
+    run_datasets: dict[str, str]  # experiment -> dataset name its runs store (the dataset config's ``name``)
+
+    def row_for(self, dataset: str, model: str, backbone: str) -> RmaRow | None:
+        """The entry covering a CSV row, or None."""
+        return next(
+            (r for r in self.rows if (r.dataset, r.model) == (dataset, model) and backbone in r.backbones), None
+        )
+
+
+def load_rma_config(config_dir: str | Path = CONFIG_DIR) -> RmaConfig:
+    """Read ``rma`` of ``tables.yaml``, and for each experiment the dataset name its runs will carry."""
+    config_dir = Path(config_dir)
+    raw = (_yaml(config_dir / "tables.yaml") if (config_dir / "tables.yaml").is_file() else {}).get("rma") or {}
+    rows = tuple(
+        RmaRow(
+            dataset=str(r["dataset"]),
+            model=str(r["model"]),
+            backbones=tuple(str(b) for b in r.get("backbones") or [""]),
+            experiment=r.get("experiment"),
+            overrides=tuple(str(o) for o in r.get("overrides") or ()),
+            encoder=r.get("encoder"),
+            why=" ".join(str(r.get("why") or "").split()),
+        )
+        for r in raw.get("rows") or []
+    )
+    run_datasets = {}
+    for row in rows:
+        if row.experiment and row.experiment not in run_datasets:
+            run_datasets[row.experiment] = _experiment_dataset(config_dir, row.experiment) or row.dataset
+    return RmaConfig(
+        rules={str(k): str(v) for k, v in (raw.get("rules") or {"argmax": "Argmax", "rma": "RMA"}).items()},
+        metrics={str(k): str(v) for k, v in (raw.get("metrics") or {}).items()},
+        rows=rows,
+        run_datasets=run_datasets,
+    )
+
+
+def _experiment_dataset(config_dir: Path, experiment: str) -> str | None:
+    """``name`` of the dataset config an experiment selects (``override /dataset: X``), if both files exist."""
+    path = config_dir / "experiment" / f"{experiment}.yaml"
+    if not path.is_file():
+        return None
+    for entry in _yaml(path).get("defaults") or []:
+        if isinstance(entry, dict) and "override /dataset" in entry:
+            choice = str(entry["override /dataset"])
+            dataset_path = config_dir / "dataset" / f"{choice}.yaml"
+            return str(_yaml(dataset_path).get("name", choice)) if dataset_path.is_file() else choice
+    return None
+
+
+def _rma_runs(row: RmaRow, runs: Sequence[_Run], rma: RmaConfig) -> list[_Run]:
+    """Runs of ``row``: its dataset, model and encoder, trained with the RMA recipe (``optimizer.name=adamw``)."""
+    if row.experiment is None:
+        return []
+    dataset, model = rma.run_datasets.get(row.experiment, row.dataset), row.model_key()
+    out = []
+    for run in runs:
+        cfg = run.data.get("run_config") or {}
+        if (run.data["dataset"], run.data["model"]) != (dataset, model):
+            continue
+        if (cfg.get("model") or {}).get("encoder_name") != row.encoder:
+            continue
+        if str((cfg.get("optimizer") or {}).get("name", "sgd")).lower() != "adamw":
+            continue
+        out.append(run)
+    return sorted(out, key=lambda r: (str(_seed(r)), str(r.path)))
+
+
+_RMA_COLUMNS = [
+    "dataset",
+    "model",
+    "backbone",
+    "metric",
+    "source",
+    "status",
+    "runs",
+    *[c for rule in ("argmax", "rma") for c in (rule, f"{rule}_std", f"{rule}_n", f"published_{rule}", f"diff_{rule}")],
+    "gain",
+    "gain_std",
+    "published_gain",
+    "train_command",
+    "evaluate_command",
+    "run_sources",
+]
+
+
+def build_rma_table(dataset: str, runs: Sequence[_Run], published: pd.DataFrame, rma: RmaConfig) -> pd.DataFrame:
+    """One row per published (model, backbone, metric, source) of ``dataset``, with our runs' values beside.
+
+    Returns:
+        Long format: ``status`` (``ok``, ``no run``, ``rule missing``, ``not reproducible``); for each rule
+        (argmax, rma) the mean over the runs in %, its sample std, the number of runs that have it, the
+        published string and reproduced minus published; ``gain`` (rma minus argmax, per run, pooled) and the
+        published gain; the row's commands; the metrics.json paths used.
+    """
+    rows = []
+    sub = published[published["dataset"] == dataset]
+    keys = list(dict.fromkeys(zip(sub["model"], sub["backbone"], sub["metric"], sub["source"], strict=True)))
+    for model, backbone, metric, source in keys:
+        cells = sub[(sub["model"] == model) & (sub["backbone"] == backbone) & (sub["metric"] == metric)]
+        cells = cells[cells["source"] == source]
+        pub = {str(r["rule"]): str(r["value"]) for r in cells.to_dict("records")}
+        row = rma.row_for(dataset, model, backbone)
+        members = _rma_runs(row, runs, rma) if row else []
+        commands = row.commands() if row else None
+        rec: dict[str, Any] = {
+            "dataset": dataset,
+            "model": model,
+            "backbone": backbone,
+            "metric": metric,
+            "source": source,
+            "runs": len(members),
+            "train_command": commands[0] if commands else "",
+            "evaluate_command": commands[1] if commands else "",
+            "run_sources": ";".join(str(r.path) for r in members),
+        }
+        values = {}
+        for rule in ("argmax", "rma"):
+            vals = [(r.data["rules"].get(rule) or {}).get(metric) for r in members]
+            values[rule] = vals
+            stat = summarize(_pct(v) for v in vals)
+            printed = pub.get(rule, "")
+            rec.update(
+                {
+                    rule: stat.mean,
+                    f"{rule}_std": stat.std,
+                    f"{rule}_n": stat.n,
+                    f"published_{rule}": printed,
+                    f"diff_{rule}": stat.mean - float(printed) if printed and stat.n else math.nan,
+                }
+            )
+        gains = summarize(
+            100.0 * (float(b) - float(a))
+            for a, b in zip(values["argmax"], values["rma"], strict=True)
+            if a is not None and b is not None
+        )
+        rec["gain"], rec["gain_std"] = gains.mean, gains.std
+        both = pub.get("argmax") and pub.get("rma")
+        rec["published_gain"] = float(pub["rma"]) - float(pub["argmax"]) if both else math.nan
+        if row is None or row.experiment is None:
+            rec["status"] = "not reproducible"
+        elif not members:
+            rec["status"] = "no run"
+        else:
+            rec["status"] = "ok" if rec["argmax_n"] and rec["rma_n"] else "rule missing"
+        rows.append(rec)
+    return pd.DataFrame(rows).reindex(columns=_RMA_COLUMNS)
+
+
+def _rma_cell(mean: float, std: float, n: int, runs: int, signed: bool = False) -> str:
+    # two decimals, as the RMA paper prints its numbers
+    if n == 0:
+        return "-"
+    text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
+    text = text if math.isnan(std) else f"{text} {_PM} {std:.2f}"
+    return text.replace("-", _MINUS) + (f" [n={n}]" if n != runs else "")
+
+
+def render_rma_markdown(dataset: str, table: pd.DataFrame, rma: RmaConfig, config: TableConfig | None = None) -> str:
+    """The RMA table of one dataset: per (model, backbone, metric) the published and reproduced argmax and RMA
+    values and gains, then the commands that rebuild each row and the rows without a run here."""
+    config = config or _DEFAULT
+    title = config.datasets.get(dataset, dataset)
+    lines = [f"# RankSEG-RMA: {title}", ""]
+    lines.append("Generated by `scripts/make_tables.py --rma` from the runs' `metrics.json` files; do not edit.")
+    lines.append("")
+    lines.append(
+        f"Cells in %: published (`pub`, Wang & Dai, NeurIPS 2025; `source` says which README) and ours, the mean "
+        f"{_PM} sample standard deviation (n {_MINUS} 1) over the row's runs (those of the row's command with any "
+        f"`seed`); Gain = RankSEG-RMA minus argmax, per run, pooled. '-' = no value. Metrics: "
+        + "; ".join(f"{title_} = `{key}`" for key, title_ in rma.metrics.items())
+        + "."
+    )
+    lines.append("")
+    argmax, rma_title = rma.rules.get("argmax", "Argmax"), rma.rules.get("rma", "RMA")
+    head = [
+        "Model",
+        "Backbone",
+        "Metric",
+        "Source",
+        f"{argmax} pub",
+        f"{argmax} ours",
+        f"{rma_title} pub",
+        f"{rma_title} ours",
+        "Gain pub",
+        "Gain ours",
+        "Runs",
+        "Status",
+    ]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for rec in table.to_dict("records"):
+        cells = [
+            rec["model"],
+            rec["backbone"] or "-",
+            rma.metrics.get(rec["metric"], rec["metric"]),
+            rec["source"],
+            rec["published_argmax"] or "-",
+            _rma_cell(rec["argmax"], rec["argmax_std"], rec["argmax_n"], rec["runs"]),
+            rec["published_rma"] or "-",
+            _rma_cell(rec["rma"], rec["rma_std"], rec["rma_n"], rec["runs"]),
+            "-" if math.isnan(rec["published_gain"]) else f"{rec['published_gain']:+.2f}",
+            _rma_cell(rec["gain"], rec["gain_std"], min(rec["argmax_n"], rec["rma_n"]), rec["runs"], signed=True),
+            str(rec["runs"]),
+            rec["status"],
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines.append("")
+    commands = list(dict.fromkeys(zip(table["train_command"], table["evaluate_command"], strict=True)))
+    if any(t for t, _ in commands):
+        lines += ["## Commands", "", "```"]
+        for train, evaluate in commands:
+            if train:
+                lines += [train, evaluate]
+        lines += ["```", ""]
+    missing = [r for r in rma.rows if r.dataset == dataset and r.experiment is None]
+    for row in missing:
+        lines += [f"No run for {row.model} ({', '.join(b or '-' for b in row.backbones)}): {row.why}.", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def write_rma_tables(
+    runs_dir: str | Path,
+    out_dir: str | Path,
+    published_csv: str | Path = RMA_PUBLISHED,
+    config_dir: str | Path = CONFIG_DIR,
+    datasets: Iterable[str] | None = None,
+) -> list[Path]:
+    """Write ``rma_{dataset}.csv`` and ``rma_{dataset}.md`` for every dataset of the published RMA CSV (or
+    ``datasets``), whether or not it has runs yet.
+
+    Returns:
+        The files written.
+    """
+    runs = load_runs(runs_dir)
+    published = pd.read_csv(published_csv, dtype=str, keep_default_na=False)
+    rma = load_rma_config(config_dir)
+    config = load_table_config(config_dir)
+    out = Path(out_dir)
+    written: list[Path] = []
+    for dataset in datasets or list(dict.fromkeys(published["dataset"])):
+        table = build_rma_table(dataset, runs, published, rma)
+        written.append(
+            atomic_write(out / f"rma_{dataset}.csv", lambda p, t=table: t.to_csv(p, index=False, float_format="%.4f"))
+        )
+        written.append(atomic_write_text(out / f"rma_{dataset}.md", render_rma_markdown(dataset, table, rma, config)))
+        n_ok = int((table["status"] == "ok").sum())
+        print(f"rma {dataset}: {n_ok} of {len(table)} published rows reproduced -> {written[-1]}")
     return written

@@ -41,14 +41,40 @@ def _smp_weights(encoder_name: str, weights: str) -> tuple[str, str | None] | No
     return settings["repo_id"], settings.get("revision")
 
 
-def check_pretrained_weights(
-    encoder_name: str, encoder_weights: str | None, source: str = "smp"
-) -> Path | None:
+def _timm_weights(model_name: str, hint: str) -> Path:
+    """The cached ImageNet weights file of a timm model (``convnext_base.fb_in22k_ft_in1k_384``: its tag picks
+    the weights; no tag: timm's default), looked up in the Hugging Face cache where timm downloads it."""
+    import timm
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(model_name)
+    except RuntimeError:
+        cfg = None
+    if cfg is None or not cfg.hf_hub_id:
+        raise MissingWeightsError(
+            f"timm has no pretrained weights for {model_name!r} (encoder tu-{model_name}); {hint}"
+        )
+    repo_id = cfg.hf_hub_id
+    names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+    for name in names:
+        found = try_to_load_from_cache(repo_id, name)
+        if isinstance(found, str) and os.path.isfile(found):
+            return Path(found)
+    raise MissingWeightsError(
+        f"ImageNet weights for encoder tu-{model_name} not found in the Hugging Face cache: expected "
+        f"{' or '.join(names)} of {repo_id} under {constants.HF_HUB_CACHE} (HF_HOME moves it). Download them once "
+        f"with `HF_HUB_OFFLINE=0 hf download {repo_id}` on a machine with network access, {hint}"
+    )
+
+
+def check_pretrained_weights(encoder_name: str, encoder_weights: str | None, source: str = "smp") -> Path | None:
     """Raise :class:`MissingWeightsError` unless the requested weights are already cached locally.
 
     Args:
-        encoder_name: smp encoder name (e.g. ``resnet101``), or a torchvision VGG name when
-            ``source="torchvision"``.
+        encoder_name: smp encoder name (e.g. ``resnet101``, ``mit_b4``), a timm encoder through smp
+            (``tu-convnext_base.fb_in22k_ft_in1k_384``: the weights of that timm tag, any non-null
+            ``encoder_weights``), or a torchvision VGG name when ``source="torchvision"``.
         encoder_weights: ``None`` (random init, always fine) or a weights tag such as ``imagenet``.
         source: ``"smp"`` (Hugging Face hub cache) or ``"torchvision"`` (torch hub cache).
 
@@ -69,22 +95,14 @@ def check_pretrained_weights(
             )
         return path
     if encoder_name.startswith("tu-"):
-        raise MissingWeightsError(
-            f"timm encoder {encoder_name!r} with pretrained weights may need the network; pre-download "
-            f"it with timm.create_model({encoder_name[3:]!r}, pretrained=True), then set "
-            f"encoder_weights=true, {hint}"
-        )
+        return _timm_weights(encoder_name[3:], hint)
     repo = _smp_weights(encoder_name, encoder_weights)
     if repo is None:
-        raise MissingWeightsError(
-            f"smp has no {encoder_weights!r} weights for encoder {encoder_name!r}; {hint}"
-        )
+        raise MissingWeightsError(f"smp has no {encoder_weights!r} weights for encoder {encoder_name!r}; {hint}")
     from huggingface_hub import constants, try_to_load_from_cache
 
     repo_id, revision = repo
-    found = [
-        try_to_load_from_cache(repo_id, f, revision=revision) for f in ("config.json", "model.safetensors")
-    ]
+    found = [try_to_load_from_cache(repo_id, f, revision=revision) for f in ("config.json", "model.safetensors")]
     if not all(isinstance(f, str) and os.path.isfile(f) for f in found):
         raise MissingWeightsError(
             f"ImageNet weights for encoder {encoder_name} not found in the Hugging Face cache: expected "

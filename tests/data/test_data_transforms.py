@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -101,3 +102,30 @@ def test_dataloader_workers_draw_different_augmentations(tmp_path) -> None:
     assert not any(torch.equal(first[i], first[j]) for i in range(4) for j in range(i + 1, 4))
     torch.manual_seed(0)
     assert all(torch.equal(a, b) for a, b in zip(first, [label for _, label in loader]))
+
+
+def test_reference_geometry_rounds_like_the_reference_tester() -> None:
+    """``eval_geometry="reference"`` against the reference tester's steps written out here with cv2, PIL and
+    torchvision (float32 bilinear resize, longer side truncated, uint8 truncation, PIL nearest label, centre crop
+    at (size - crop) // 2, ToTensor + Normalize)."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    rng = np.random.default_rng(0)
+    for shape, crop in (((37, 53), 24), ((61, 29), 20), ((20, 20), 31)):
+        image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        label = rng.integers(0, 21, shape, dtype=np.uint8)
+        out_image, out_label = _run(build_eval_transform(crop, MEAN, STD, geometry="reference"), image, label)
+        h, w = shape
+        size = (crop, int(crop * w / h)) if h < w else (int(crop * h / w), crop)
+        resized = cv2.resize(image.astype(np.float32), size[::-1], interpolation=cv2.INTER_LINEAR)
+        ref_label = np.asarray(Image.fromarray(label.astype(np.int32)).resize(size[::-1], resample=Image.NEAREST))
+        top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
+        pixels = Image.fromarray(np.uint8(resized[top : top + crop, left : left + crop]))
+        expected = T.Normalize(MEAN, STD)(T.ToTensor()(pixels)).numpy().transpose(1, 2, 0)
+        np.testing.assert_array_equal(out_label, ref_label[top : top + crop, left : left + crop])
+        np.testing.assert_allclose(out_image, expected, atol=1e-6)
+        # Against the default geometry: the same crop up to rounding (at most one grey level where sizes agree).
+        crop_image, _ = _run(build_eval_transform(crop, MEAN, STD), image, label)
+        if size[0] == round(crop * h / min(h, w)) and size[1] == round(crop * w / min(h, w)):
+            assert np.abs((crop_image - out_image) * np.array(STD)).max() <= 1.01 / 255

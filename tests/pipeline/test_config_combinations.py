@@ -1,5 +1,5 @@
 """Configs as data: every dataset x model x loss x predict combination composes, resolves and instantiates
-offline, and the instantiated pieces run on tiny tensors. Models are built once per (dataset, model) with a
+offline, and the instantiated pieces run on tiny tensors. Models are built once per (model, class count) with a
 light encoder and ``encoder_weights=null``; rules run once per (dataset, activation)."""
 
 from pathlib import Path
@@ -31,6 +31,12 @@ LIGHT = {  # light variants of each model, same code path
     "deeplabv3plus": ["model.encoder_name=mobilenet_v2"],
     "pspnet": ["model.encoder_name=mobilenet_v2"],
     "fcn8": ["model.encoder_name=vgg11", "model.fc_channels=32"],
+    "ref_deeplabv3plus": ["model.encoder_name=resnet18"],
+    "ref_fcn8": ["model.encoder_name=vgg11", "model.fc_channels=32"],
+    "ref_pspnet": ["model.encoder_name=resnet18"],
+    "segformer": ["model.encoder_name=mit_b0"],
+    "upernet": ["model.encoder_name=tu-convnext_atto"],
+    "unet": ["model.encoder_name=resnet18"],
 }
 
 
@@ -39,6 +45,7 @@ def test_groups_are_complete():
     assert {"ce", "focal", "bce", "soft_dice", "b_soft_dice", "lovasz_softmax"} <= set(LOSSES)
     assert {"threshold", "argmax", "rankdice", "rma", "rankiou", "exact"} <= set(RULES)
     assert {"synthetic", "cityscapes", "voc2012", "kvasir_seg"} <= set(DATASETS)
+    assert {"ade20k", "voc2012_aug", "lits", "kits"} <= set(DATASETS)  # the RankSEG-RMA tables
     assert set(LIGHT) == set(MODELS)
 
 
@@ -84,38 +91,51 @@ def test_imagenet_weights_missing_gives_one_clear_message(compose, model):
         pytest.skip("ImageNet weights are cached on this machine")
 
 
+#: Logits of each light model on the test input, per (model, number of classes): a network is built and run once
+#: per class count, not once per dataset (its config is still composed and checked for every dataset).
+_LOGITS: dict[tuple[str, int], torch.Tensor] = {}
+
+
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_every_combination(compose, dataset, tmp_path):
+    """Each model and each loss composes with the dataset and every rule (model and loss configs interpolate the
+    dataset's keys, never each other's, so composing each group once per dataset covers the product); every loss
+    then runs on every model's logits."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 3, 64, 64, generator=gen)
-    outputs = {}
+    outputs, losses = {}, {}
+    rules = f"predict=[{','.join(RULES)}]"
     for model in MODELS:
         base = [f"dataset={dataset}", f"model={model}", "model.encoder_weights=null", *LIGHT[model]]
         base.append(f"paths.data_dir={tmp_path}")
-        for loss in LOSSES:
-            # the evaluate config holds all four groups (dataset, model, loss, every predict rule)
-            cfg = compose("evaluate", [*base, f"loss={loss}", f"predict=[{','.join(RULES)}]"])
+        # the evaluate config holds all four groups (dataset, model, loss, every predict rule)
+        for cfg in (compose("evaluate", [*base, rules]), compose("train", base)):
             OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
-            num_classes = int(cfg.dataset.num_classes)
-            assert len(cfg.dataset.class_names) == num_classes
-            assert list(cfg.predict) == RULES
-            if model not in outputs:
-                train_cfg = compose("train", base)
-                OmegaConf.to_container(train_cfg, resolve=True)
-                get_object(train_cfg.dataset.train._target_)
-                get_object(train_cfg.dataset.val._target_)
-                net = build_model(train_cfg.model).eval()
-                groups = param_groups(net, list(train_cfg.model.backbone_prefixes), 0.01, 0.1)
-                lrs = {g["name"]: g["lr"] for g in groups}
-                assert lrs["backbone"] == pytest.approx(0.001)
-                assert lrs.get("head", 0.01) == pytest.approx(0.01)
-                with torch.no_grad():
-                    outputs[model] = model_logits(net(x))
-                assert outputs[model].shape == (1, num_classes, 64, 64)
-            loss_fn = build_loss(cfg.loss)
+        num_classes = int(cfg.dataset.num_classes)
+        assert len(cfg.dataset.class_names) == num_classes
+        get_object(cfg.dataset.train._target_)
+        get_object(cfg.dataset.val._target_)
+        if (model, num_classes) not in _LOGITS:
+            net = build_model(cfg.model).eval()
+            groups = param_groups(net, list(cfg.model.backbone_prefixes), 0.01, 0.1)
+            lrs = {g["name"]: g["lr"] for g in groups}
+            assert lrs["backbone"] == pytest.approx(0.001)
+            assert lrs.get("head", 0.01) == pytest.approx(0.01)
+            with torch.no_grad():
+                _LOGITS[model, num_classes] = model_logits(net(x))
+        outputs[model] = _LOGITS[model, num_classes]
+        assert outputs[model].shape == (1, num_classes, 64, 64)
+    for loss in LOSSES:
+        cfg = compose("evaluate", [f"dataset={dataset}", f"loss={loss}", f"paths.data_dir={tmp_path}", rules])
+        OmegaConf.to_container(cfg, resolve=True)
+        assert list(cfg.predict) == RULES
+        losses[loss] = build_loss(cfg.loss)
+    num_classes = int(cfg.dataset.num_classes)
+    for model, logits in outputs.items():
+        for loss, loss_fn in losses.items():
             target = torch.randint(0, num_classes, (1, 64, 64), generator=gen)
             target[:, :4] = int(cfg.dataset.ignore_index)
-            value = loss_fn(outputs[model], target)
+            value = loss_fn(logits, target)
             assert value.ndim == 0 and torch.isfinite(value), (dataset, model, loss)
     # every rule, for both activations, on a small probability map
     rules = build_rules(compose("evaluate", [f"dataset={dataset}", f"predict=[{','.join(RULES)}]"]).predict)
@@ -149,3 +169,27 @@ def test_cached_imagenet_weights_are_loaded_without_the_hub(compose, tmp_path, m
     for key, value in net.encoder.state_dict().items():
         if key in reference and not key.endswith("num_batches_tracked"):
             torch.testing.assert_close(value, reference[key], msg=key)
+
+
+def test_cached_timm_weights_are_loaded_from_the_local_file(compose, tmp_path, monkeypatch):
+    """A ``tu-`` encoder (UPerNet's ConvNeXt) with cached ImageNet weights: timm reads the checked local file, and
+    the hub is never asked (its download function raises here)."""
+    import huggingface_hub
+    import timm
+    import timm.models._hub
+    from safetensors.torch import save_file
+
+    reference = timm.create_model("convnext_atto").state_dict()
+    save_file({k: v.contiguous() for k, v in reference.items()}, str(tmp_path / "model.safetensors"))
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name, **_: str(tmp_path / name))
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub was asked")
+
+    monkeypatch.setattr(timm.models._hub, "hf_hub_download", no_hub)
+    cfg = compose("train", ["model=upernet", "model.encoder_name=tu-convnext_atto", "model.encoder_weights=imagenet"])
+    net = build_model(cfg.model)
+    torch.testing.assert_close(net.encoder.model.stem_0.weight, reference["stem.0.weight"])
+    torch.testing.assert_close(
+        net.encoder.model.stages_3.blocks[0].mlp.fc1.weight, reference["stages.3.blocks.0.mlp.fc1.weight"]
+    )
