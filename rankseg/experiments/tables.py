@@ -104,6 +104,10 @@ class TableConfig:
         loss_proper: Loss name -> ``proper`` from ``configs/loss/*.yaml``; used only for rows without a run
             (a run's own stored loss node decides otherwise).
         rule_requires_proper: Rule key -> whether its ``configs/predict`` class needs calibrated probabilities.
+        published_models: Model name -> the model whose published numbers its rows show (the JMLR authors'
+            networks, ``ref_pspnet`` -> ``pspnet``: the published cells were computed from those very networks).
+        published_rules: For those rows only, rule key -> the published column it reproduces (the reference
+            tester's rules, ``rankdice_reference`` -> ``rankdice``); their other rules show no published value.
     """
 
     datasets: dict[str, str] = field(default_factory=dict)
@@ -114,6 +118,17 @@ class TableConfig:
     dpi: int = 100
     loss_proper: dict[str, bool] = field(default_factory=dict)
     rule_requires_proper: dict[str, bool] = field(default_factory=dict)
+    published_models: dict[str, str] = field(default_factory=dict)
+    published_rules: dict[str, str] = field(default_factory=dict)
+
+    def published_key(self, model_key: str, model: str, loss: str, rule: str) -> tuple[str, str, str] | None:
+        """The (model, loss, rule) display key of the published value a row's cell is compared with, or None."""
+        if model_key not in self.published_models:
+            return (model, loss, rule)
+        if rule not in self.published_rules:
+            return None
+        twin = self.published_models[model_key]
+        return (self.models.get(twin, twin), loss, self.published_rules[rule])
 
     def rule_title(self, rule: str) -> str:
         """Column title of a rule (its key if ``tables.yaml`` has none); ``RULE@T`` is the title of RULE + ``@T``."""
@@ -181,6 +196,8 @@ def load_table_config(config_dir: str | Path = CONFIG_DIR) -> TableConfig:
         dpi=int(raw.get("dpi", 100)),
         loss_proper=loss_proper,
         rule_requires_proper=requires,
+        published_models=names("published_models"),
+        published_rules=names("published_rules"),
     )
 
 
@@ -467,7 +484,8 @@ def build_table(
             recs = [run.data["rules"].get(rule) for run in members]
             present = [(run, rec) for run, rec in zip(members, recs, strict=True) if rec is not None]
             requires = config.requires_proper(rule)
-            prow = pub.get((model, loss, rule))
+            published_key = config.published_key(model_key, model, loss, rule)
+            prow = pub.get(published_key) if published_key else None
             rec: dict[str, Any] = {
                 "dataset": dataset,
                 "model": model,

@@ -493,3 +493,24 @@ def test_records_are_not_modified(toy_runs):
     build_table("toyset", loaded, load_published(published))
     build_class_table("toyset", loaded)
     assert [r.data for r in loaded] == before
+
+
+def test_published_networks_show_the_published_cells_in_the_tester_columns(tmp_path):
+    """A run of the authors' own PSPNet (model ref_pspnet) is compared with the published PSPNet cells in the
+    reference tester's columns (and argmax); our rules on it get no published value."""
+    runs = tmp_path / "runs"
+    rules = _voc_rules((0.646, 0.571), (0.632, 0.559))
+    rules["threshold_reference"] = _record(0.6462, 0.5712)
+    rules["rankdice_reference"] = _record(0.654, 0.578)
+    _write_run(runs, "voc2012", "ref_pspnet", "ce", 0, rules)
+    published = tmp_path / "published.csv"
+    published.write_text(FIXTURE_PUBLISHED)
+    table = build_table("voc2012", load_runs(runs), load_published(published))
+    mine = table[table.model_key == "ref_pspnet"].set_index("rule")
+    assert set(mine.model) == {"PSPNet (published network)"}
+    assert mine.loc["threshold_reference", "published_mdice"] == "64.6"  # FIXTURE_PUBLISHED's PSPNet CE threshold
+    assert mine.loc["argmax", "published_miou"] == "55.9"
+    assert mine.loc["rankdice_reference", "published_mdice"] == "65.4"
+    assert mine.loc["threshold", "published_mdice"] == ""  # ours (prob > 0.5) is not what was published
+    assert mine.loc["rankdice_reference", "diff_mdice"] == pytest.approx(65.4 - 65.4)
+    assert mine.loc["threshold_reference", "diff_miou"] == pytest.approx(57.12 - 57.1)
