@@ -256,6 +256,12 @@ def cache_blocks(p: torch.Tensor) -> list[slice]:
     return [slice(b0, min(r, b0 + step)) for b0 in range(0, r, step)]
 
 
+def fixed_bits(d: int) -> int:
+    """Fractional bits of the int64 fixed-point sums of d probabilities (values below 2 each stay below 2^63);
+    40 up to d = 2^20, exact for probabilities >= 2^-17 there."""
+    return min(40, 61 - max(d, 1).bit_length())
+
+
 def threshold_below(thr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Largest value of ``dtype`` that is <= thr (float64), so ``p > result`` equals ``p > thr`` exactly.
 

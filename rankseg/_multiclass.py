@@ -8,7 +8,9 @@ class (one that selected something in that image; every class if none did) with 
 
 The increments are evaluated for every pixel and class in chunks of pixels (the RMA scores are affine or
 rational in p; the exact scores' are polynomials in p, see :func:`rankseg._exact.exact_gains`), so nothing is
-gathered across the class dimension and no strided argmax over classes is taken.
+gathered across the class dimension and no strided argmax over classes is taken. On CUDA the RMA increments
+are evaluated by two fused Triton passes instead (:func:`rankseg._triton.rma.resolve`: owned-set statistics,
+then increments and argmax per pixel), without a host sync.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from rankseg import _triton
 from rankseg._common import as_rows, prune_rows, row_chunks, row_max, row_sums64, use_numpy
 
 # gains(pixels) -> increments (B, C, n) of every image and class at a slice of the pixels (prepared per
@@ -140,6 +143,13 @@ def solve(
         return masks.reshape(probs.shape)
     flat = rows.reshape(n_img, n_cls, rows.shape[1])
     masks = masks.reshape(n_img, n_cls, rows.shape[1])
+    fused = getattr(gains, "fused", None)
+    if fused is not None and _triton.enabled(flat, masks):
+        from rankseg._triton import rma as kernels
+
+        if kernels.supports_resolve(*fused):
+            labels = kernels.resolve(flat, masks, *fused, unassigned_policy, void_index)
+            return labels.reshape((n_img,) + tuple(probs.shape[2:]))
     count = selection_count(masks)
     labels = resolve(flat, masks, count, gains(flat, masks, count), unassigned_policy, void_index)
     return labels.reshape((n_img,) + tuple(probs.shape[2:]))

@@ -13,6 +13,12 @@ the Dinkelbach iteration v <- score({p > cut(v)}) on them alone (cut(v) = v / 2 
 IoU) finds the smallest optimal set {p > cut(v*)}, which is what the sort-based reference returns under its
 smaller-tau tie rule. Dice with s > 0 is a sum of two ratios; it sorts its rows.
 
+On CUDA (float32, triton importable) the ratio objectives run as fused Triton passes instead
+(:mod:`rankseg._triton.rma`): one read for a per-row histogram of the values, one read that writes the mask
+and gathers the band of undecided pixels (bins around the cut certified by the histogram), Dinkelbach steps on
+the band alone; one host sync sizes the band buffer. The torch code here stays the reference they are tested
+against.
+
 Multiclass output uses 0.0.8's increments, evaluated for every pixel and class with its formulas and working
 dtype (:func:`rma_gains`, :mod:`rankseg._multiclass`).
 """
@@ -22,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rankseg import _multiclass
+from rankseg import _multiclass, _triton
 from rankseg._band import (
     RMA_SAMPLE,
     Ratio,
@@ -33,10 +39,19 @@ from rankseg._band import (
     ratio_masks_at_estimate,
     start_score,
 )
-from rankseg._common import masks_by_chunks, scratch, sort_descending, top_tau_mask, use_numpy
+from rankseg._common import (
+    fixed_bits,
+    masks_by_chunks,
+    row_chunks,
+    scratch,
+    sort_descending,
+    top_tau_mask,
+    use_numpy,
+)
 from rankseg._validation import check_probs_structure, check_rma_args
 
 __all__ = ["rankseg_rma"]
+
 
 def _ratio_masks(p: torch.Tensor, metric: str, smooth: float, width: int, p_max: torch.Tensor) -> torch.Tensor:
     """RMA masks for the ratio objectives (Dice with s = 0, IoU with any s), without sorting.
@@ -108,6 +123,10 @@ def rma_row_masks(
         rows: (R, d) compute dtype.  solve: (R,) bool.  output: (R, d) bool.
     """
     use_sort = (metric == "dice" and smooth > 0) or smooth > _SCALED_SMOOTH
+    if not use_sort and _triton.enabled(rows):
+        from rankseg._triton import rma as fused
+
+        return fused.ratio_masks(rows, metric, smooth, solve)
 
     def solve_chunk(p: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         if use_sort:
@@ -122,6 +141,34 @@ def rma_row_masks(
 
 # 0.0.8 switches to scaled increments above this smoothing (differences would round away otherwise).
 _SCALED_SMOOTH = 1e6
+
+
+def _fixed_row_sums(p: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row sums of float32 values, all and where ``mask``, each rounded once from an exact int64 fixed-point sum.
+
+    Values are truncated to multiples of 2^-fx (:func:`rankseg._common.fixed_bits`; p 2^fx is exact in float32)
+    and added as integers, so the results do not depend on the order of the additions: NumPy, torch (any
+    device) and the Triton kernels (:mod:`rankseg._triton.rma`) get the same bits, hence the same labels.
+
+    Shape: p (b, C, d) float32, mask (b, C, d) bool -> two (b, C, 1) float32.
+    """
+    b, c, d = p.shape
+    bits = fixed_bits(d)
+    scale = float(2**bits)
+    total = torch.zeros(b, c, dtype=torch.int64, device=p.device)
+    masked = torch.zeros_like(total)
+    host = use_numpy(p) and p.is_contiguous() and mask.is_contiguous()
+    for sl in row_chunks(d, b * c * 16, max(p.numel(), 2**20), p.device):
+        if host:
+            q = np.multiply(p[:, :, sl].numpy(), np.float32(scale)).astype(np.int64)
+            total += torch.from_numpy(q.sum(2))
+            masked += torch.from_numpy(np.add.reduce(q, axis=2, where=mask[:, :, sl].numpy()))
+        else:
+            q = p[:, :, sl] * scale  # exact in float32; the int64 sums truncate each value as they read it
+            total += q.sum(2, dtype=torch.int64)
+            masked += q.masked_fill_(~mask[:, :, sl], 0).sum(2, dtype=torch.int64)
+    unit = 2.0**-bits
+    return tuple((x.to(torch.float64) * unit).to(p.dtype).unsqueeze(2) for x in (total, masked))
 
 
 def _masked_row_sums(p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -151,8 +198,10 @@ def rma_gains(metric: str, smooth: float):
 
     def prepare(probs: torch.Tensor, masks: torch.Tensor, count: torch.Tensor):
         unique = masks & (count == 1).unsqueeze(1)
-        pb_mean = probs.sum(2, keepdim=True)
-        m = _masked_row_sums(probs, unique)
+        if probs.dtype == torch.float32:  # order-free sums: the same labels on every path
+            pb_mean, m = _fixed_row_sums(probs, unique)
+        else:
+            pb_mean, m = probs.sum(2, keepdim=True), _masked_row_sums(probs, unique)
         tau = unique.view(torch.uint8).sum(2, keepdim=True, dtype=torch.int32).to(probs.dtype)
         del unique
         # The expressions and their evaluation order are 0.0.8's, so the increments round identically.
@@ -200,6 +249,8 @@ def rma_gains(metric: str, smooth: float):
 
         return iou
 
+    # the fused resolution on CUDA (rankseg._triton.rma.resolve) evaluates these increments itself
+    prepare.fused = (metric, smooth)
     return prepare
 
 
@@ -236,9 +287,7 @@ def rankseg_rma(
         return _rma(probs, metric, smooth, output_mode, pruning_prob, policy, void_index, maxima)
 
 
-def _rma(
-    probs, metric, smooth, output_mode, pruning_prob, unassigned_policy, void_index, maxima=None
-) -> torch.Tensor:
+def _rma(probs, metric, smooth, output_mode, pruning_prob, unassigned_policy, void_index, maxima=None) -> torch.Tensor:
     return _multiclass.solve(
         probs,
         lambda rows, solve, mx: rma_row_masks(rows, metric, smooth, solve, probs.shape[-1], mx),

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from rankseg import _triton
 from rankseg._common import row_max
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -95,8 +96,18 @@ def check_prob_values(probs: torch.Tensor) -> torch.Tensor | None:
     the solvers reuse for pruning, or None for an empty input."""
     if probs.numel() == 0:
         return None
+    if probs.ndim >= 3 and _triton.enabled(probs):  # CUDA: one fused read (rankseg._triton.rma.value_bounds)
+        from rankseg._triton.rma import value_bounds
+
+        maxima, lo, hi, bad = value_bounds(probs)
+        if bad:
+            raise ValueError("probs must contain only finite values")
+        if lo < 0 or hi > 1:
+            raise ValueError("probs must be in the range [0, 1]")
+        return maxima
     maxima = row_max(probs) if probs.ndim >= 3 else probs.amax().reshape(1)
-    lo, hi = float(probs.amin()), float(maxima.max())
+    # one host sync for both bounds (each float() would be one)
+    lo, hi = torch.stack([probs.amin().to(maxima.dtype), maxima.max()]).tolist()
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError("probs must contain only finite values")
     if lo < 0 or hi > 1:

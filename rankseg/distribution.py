@@ -1104,14 +1104,59 @@ def refined_ppf(q: torch.Tensor, skew: torch.Tensor) -> torch.Tensor:
     q, skew = torch.broadcast_tensors(q, skew)
     lo = torch.full_like(q, -_PPF_BOUND)
     hi = torch.full_like(q, _PPF_BOUND)
-    for _ in range(_PPF_STEPS):
-        mid = 0.5 * (lo + hi)
-        below = refined_cdf(mid, skew) < q
-        lo = torch.where(below, mid, lo)
-        hi = torch.where(below, hi, mid)
+    if q.device.type == "cpu" and _use_numpy():
+        for _ in range(_PPF_STEPS):
+            mid = 0.5 * (lo + hi)
+            below = refined_cdf(mid, skew) < q
+            lo = torch.where(below, mid, lo)
+            hi = torch.where(below, hi, mid)
+    else:
+        for done in range(0, _PPF_STEPS, _PPF_LEVELS):
+            lo, hi = _bisection_levels(lo, hi, q, skew, min(_PPF_LEVELS, _PPF_STEPS - done))
     x = hi
     x = torch.where(q <= 0.0, torch.full_like(x, -_math.inf), x)
     return torch.where(q >= 1.0, torch.full_like(x, _math.inf), x)
+
+
+# Bisection steps taken per round of :func:`_bisection_levels` (2^levels - 1 CDF values per quantile a round).
+_PPF_LEVELS = 8
+
+
+def _use_numpy() -> bool:
+    from rankseg._common import _NUMPY_KERNELS
+
+    return _NUMPY_KERNELS
+
+
+def _bisection_levels(lo: Tensor, hi: Tensor, q: Tensor, skew: Tensor, levels: int) -> tuple[Tensor, Tensor]:
+    """``levels`` steps of :func:`refined_ppf`'s bisection at once, with the same result bit for bit.
+
+    Every midpoint the bisection could visit in these steps is computed the way it would compute it
+    (0.5 (a + b) of its interval's ends, level by level), the CDF is evaluated at all 2^levels - 1 of them in
+    one vectorised call, and the leaf whose path agrees with every decision (below q: go right) gives the
+    new interval. One round costs a few dozen small launches instead of ``levels`` times the CDF's; on the
+    GPU the elementwise results do not depend on a value's position, so they equal the step-by-step loop's.
+    (The CPU keeps the loop: torch's vectorised and scalar exp may differ in the last bit there.)
+
+    Shape:
+        lo, hi, q, skew: the same shape (...); outputs: (...) each.
+    """
+    ends = torch.stack([lo, hi], -1)
+    for _ in range(levels):
+        mids = 0.5 * (ends[..., :-1] + ends[..., 1:])
+        grown = torch.empty(ends.shape[:-1] + (2 * ends.shape[-1] - 1,), dtype=ends.dtype, device=ends.device)
+        grown[..., 0::2] = ends
+        grown[..., 1::2] = mids
+        ends = grown
+    below = refined_cdf(ends[..., 1:-1], skew.unsqueeze(-1)) < q.unsqueeze(-1)
+    leaves = torch.arange(2**levels, device=lo.device).unsqueeze(1)
+    depth = torch.arange(levels, device=lo.device).unsqueeze(0)
+    # the node a leaf's path meets at each depth (its index among the interior ends) and the way it turns there
+    node = (((leaves >> (levels - depth)) * 2 + 1) << (levels - depth - 1)) - 1
+    right = ((leaves >> (levels - depth - 1)) & 1).bool()
+    reached = (below[..., node] == right).all(-1)
+    leaf = reached.to(torch.uint8).argmax(-1, keepdim=True)
+    return ends.gather(-1, leaf).squeeze(-1), ends.gather(-1, leaf + 1).squeeze(-1)
 
 
 # ------------------------------------------------------------- private helpers of the BA/TRNA solvers (_ba.py)

@@ -6,7 +6,7 @@
 The solvers run their device path on the CPU (NumPy kernels off, no scratch buffers, one cache block, an 80 GB
 chunk budget), under a ``TorchDispatchMode`` that sees every aten call with its tensors. Per call it counts the
 kernel launches (aten calls that are not views or metadata), the host synchronisations (ops that copy a value or a
-size to the host on CUDA: ``_local_scalar_dense`` from ``.item()``/``bool()``/``int()``, ``nonzero``,
+size to the host on CUDA: ``_local_scalar_dense`` from ``.item()``/``bool()``/``int()``, ``Tensor.tolist``, ``nonzero``,
 ``masked_select``, boolean-mask indexing, ``unique``, ``equal``, ``bincount``, ``repeat_interleave`` without
 ``output_size``) and the bytes read and written (sizes of the tensor inputs and outputs of every launch). The
 model of an H100 (``../shared/reference/solver_ideas.md``): launches x 5 us + syncs x 20 us + bytes / 2.5 TB/s.
@@ -20,7 +20,7 @@ import argparse
 import sys
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ class Counts:
     launches: int = 0
     syncs: int = 0
     bytes: int = 0
+    kernels: list[tuple[str, int]] = field(default_factory=list)  # Triton launches: (name, bytes)
 
     def model_ms(self) -> float:
         return 1e3 * (self.launches * LAUNCH_S + self.syncs * SYNC_S + self.bytes / BANDWIDTH)
@@ -83,10 +84,49 @@ class CostCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.counts = Counts()
+        self._paused = 0
+        self._stack = ExitStack()
+
+    def __enter__(self):
+        from rankseg._triton._launch import hooks
+
+        self._stack.enter_context(hooks(self))
+        # Tensor.tolist reads the data without an aten call; on CUDA it copies to the host: one sync
+        tolist = torch.Tensor.tolist
+
+        def counted_tolist(t: torch.Tensor):
+            if not self._paused:
+                self.counts.syncs += 1
+            return tolist(t)
+
+        torch.Tensor.tolist = counted_tolist
+        self._stack.callback(setattr, torch.Tensor, "tolist", tolist)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        self._stack.close()
+        return super().__exit__(*exc)
+
+    def kernel(self, name: str, nbytes: int) -> None:
+        """A Triton kernel launch (reported by rankseg._triton._launch with the bytes it declares)."""
+        self.counts.kernels.append((name, nbytes))
+        self.counts.launches += 1
+        self.counts.bytes += nbytes
+
+    @contextmanager
+    def paused(self):
+        """While a kernel runs (under the interpreter its tensor copies are no launches)."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if self._paused:
+            return out
         name = func._schema.name.split("::")[-1]
         overload = func._overloadpacket.__name__
         sync = overload in _SYNCS or name in _SYNCS
@@ -105,20 +145,34 @@ class CostCounter(TorchDispatchMode):
 
 
 @contextmanager
-def device_path():
+def device_path(triton: bool = False):
     """The solvers' device code path on CPU tensors: no NumPy kernels, no scratch buffers, one cache block and
-    one chunk (80 GB budget), as on a large GPU."""
-    from rankseg import _common
+    one chunk (80 GB budget), as on a large GPU. ``triton``: the Triton kernels too (under Triton's interpreter,
+    which must be on before triton is first imported, see :func:`use_interpreter`); without it they are off."""
+    from rankseg import _common, _triton
 
     old = _common._SCRATCH_MAX_BYTES, _common._CACHE_MIN_BYTES
     with ExitStack() as stack:
         stack.enter_context(_common.numpy_kernels(False))
         stack.enter_context(_common.chunk_bytes(80 * 2**30))
+        stack.enter_context(_triton.forced(triton))
         _common._SCRATCH_MAX_BYTES, _common._CACHE_MIN_BYTES = -1, 2**62
         try:
             yield
         finally:
             _common._SCRATCH_MAX_BYTES, _common._CACHE_MIN_BYTES = old
+
+
+def use_interpreter() -> bool:
+    """Turn Triton's interpreter on (kernels on CPU tensors); False when triton was already imported without it
+    or does not import."""
+    import os
+
+    if "triton" not in sys.modules:
+        os.environ["TRITON_INTERPRET"] = "1"
+    from rankseg import _triton
+
+    return _triton.interpreting() and _triton.available()
 
 
 def make_input(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -130,10 +184,10 @@ def make_input(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
     return x.sigmoid() if c == 1 else x.softmax(1)
 
 
-def count_call(kwargs: dict[str, Any], probs: torch.Tensor) -> Counts:
+def count_call(kwargs: dict[str, Any], probs: torch.Tensor, triton: bool = False) -> Counts:
     from rankseg.functional import rankseg
 
-    with device_path(), CostCounter() as counter:
+    with device_path(triton), CostCounter() as counter:
         rankseg(probs, **kwargs)
     return counter.counts
 
@@ -144,28 +198,39 @@ def report(rows: list[dict[str, Any]], argv: list[str]) -> str:
         "",
         f"Command: `python scripts/bench_gpu_model.py {' '.join(argv)}`; torch {torch.__version__}. Model of an H100: "
         "launches x 5 us + host syncs x 20 us + bytes / 2.5 TB/s, counted on the solvers' device path on CPU. "
+        "Path `torch`: the plain torch code (every aten call a launch). Path `triton`: what runs on CUDA when "
+        "triton imports, i.e. the Triton kernels of `rankseg/_triton` where a solver has them (run under Triton's "
+        "interpreter here; each kernel call is one launch with the bytes it declares) and torch elsewhere. "
         "0.0.8: measured on one H100 (RMA with screening), where known. No GPU was used.",
         "",
-        "| shape | solver | launches | host syncs | GB moved | modelled ms | x argmax (modelled) | 0.0.8 ms | "
+        "| shape | solver | path | launches | host syncs | GB moved | modelled ms | x argmax (modelled) | 0.0.8 ms | "
         "0.0.8 / ours |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         official = OFFICIAL_MS.get((r["solver"], r["shape"]))
         ratio = f"{official / r['ms']:.1f}x" if official else "-"
         lines.append(
-            f"| {r['shape']} | {r['solver']} | {r['launches']} | {r['syncs']} | {r['bytes'] / 1e9:.2f} | "
-            f"{r['ms']:.2f} | {r['vs_argmax']:.1f} | {official if official else '-'} | {ratio} |"
+            f"| {r['shape']} | {r['solver']} | {r['path']} | {r['launches']} | {r['syncs']} | "
+            f"{r['bytes'] / 1e9:.2f} | {r['ms']:.2f} | {r['vs_argmax']:.1f} | {official if official else '-'} | "
+            f"{ratio} |"
         )
-    lines += ["", "Targets of the GPU issue, modelled:", ""]
+    lines += ["", f"Targets of the GPU issue, modelled on the `{rows[-1]['path']}` path (what runs on CUDA):", ""]
     for r in rows:
+        if r["path"] != rows[-1]["path"]:
+            continue
         for target, ok in r["targets"]:
             lines.append(f"- {r['shape']} {r['solver']}: {target}: {'met' if ok else '**not met**'}")
+    kernels = [r for r in rows if r.get("kernels")]
+    if kernels:
+        lines += ["", "Triton kernels per call (name x calls, MB declared):", ""]
+        for r in kernels:
+            lines.append(f"- {r['shape']} {r['solver']}: {r['kernels']}")
     return "\n".join(lines) + "\n"
 
 
-def targets(row: dict[str, Any], by_key: dict[tuple[str, str], dict[str, Any]]) -> list[tuple[str, bool]]:
-    solver, shape, ms = row["solver"], row["shape"], row["ms"]
+def targets(row: dict[str, Any], by_key: dict[tuple[str, str, str], dict[str, Any]]) -> list[tuple[str, bool]]:
+    solver, shape, ms, path = row["solver"], row["shape"], row["ms"], row["path"]
     official = OFFICIAL_MS.get((solver, shape))
     out = []
     if solver.startswith("rma"):
@@ -175,8 +240,8 @@ def targets(row: dict[str, Any], by_key: dict[tuple[str, str], dict[str, Any]]) 
         out.append(("at most 2 host syncs", row["syncs"] <= 2))
     if solver == "ba" and official:
         out.append(("at least 100x faster than 0.0.8's BA", official / ms >= 100))
-    if solver == "exact-multilabel" and ("rma-multilabel", shape) in by_key:
-        out.append(("at most 2x our RMA", ms <= 2 * by_key[("rma-multilabel", shape)]["ms"]))
+    if solver == "exact-multilabel" and ("rma-multilabel", shape, path) in by_key:
+        out.append(("at most 2x our RMA", ms <= 2 * by_key[("rma-multilabel", shape, path)]["ms"]))
     return out
 
 
@@ -184,9 +249,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--solvers", nargs="*", default=list(SOLVERS), choices=list(SOLVERS))
+    ap.add_argument("--paths", nargs="*", default=["torch", "triton"], choices=["torch", "triton"],
+                    help="code paths to count (targets are judged on the last)")  # fmt: skip
     ap.add_argument("--out", help="write the Markdown report here")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    if "triton" in args.paths and not use_interpreter():
+        raise SystemExit("the triton path needs triton importable and TRITON_INTERPRET=1 before its first import")
     rows: list[dict[str, Any]] = []
     for shape_name in args.shapes:
         probs = make_input(SHAPES[shape_name])
@@ -197,15 +266,17 @@ def main(argv: list[str] | None = None) -> None:
         for solver in args.solvers:
             if probs.shape[1] == 1 and SOLVERS[solver]["output_mode"] == "multiclass" and solver != "argmax":
                 continue
-            t0 = time.perf_counter()
-            counts = argmax if solver == "argmax" else count_call(SOLVERS[solver], probs)
-            ms = counts.model_ms()
-            rows.append(dict(shape=shape_name, solver=solver, launches=counts.launches, syncs=counts.syncs,
-                             bytes=counts.bytes, ms=ms, vs_argmax=ms / argmax.model_ms()))  # fmt: skip
-            took = time.perf_counter() - t0
-            print(f"{shape_name} {solver}: {counts.launches} launches, {counts.syncs} syncs, "
-                  f"{counts.bytes / 1e9:.2f} GB, {ms:.2f} ms modelled ({took:.0f} s)", flush=True)  # fmt: skip
-    by_key = {(r["solver"], r["shape"]): r for r in rows}
+            for path in args.paths:
+                t0 = time.perf_counter()
+                counts = argmax if solver == "argmax" else count_call(SOLVERS[solver], probs, path == "triton")
+                ms = counts.model_ms()
+                rows.append(dict(shape=shape_name, solver=solver, path=path, launches=counts.launches,
+                                 syncs=counts.syncs, bytes=counts.bytes, ms=ms, vs_argmax=ms / argmax.model_ms(),
+                                 kernels=_kernel_summary(counts.kernels)))  # fmt: skip
+                took = time.perf_counter() - t0
+                print(f"{shape_name} {solver} {path}: {counts.launches} launches, {counts.syncs} syncs, "
+                      f"{counts.bytes / 1e9:.2f} GB, {ms:.2f} ms modelled ({took:.0f} s)", flush=True)  # fmt: skip
+    by_key = {(r["solver"], r["shape"], r["path"]): r for r in rows}
     for r in rows:
         r["targets"] = targets(r, by_key)
     text = report(rows, sys.argv[1:] if argv is None else argv)
@@ -214,6 +285,15 @@ def main(argv: list[str] | None = None) -> None:
         from rankseg.engine.runfiles import atomic_write_text
 
         atomic_write_text(Path(args.out), text)
+
+
+def _kernel_summary(kernels: list[tuple[str, int]]) -> str:
+    out: dict[str, list[int]] = {}
+    for name, nbytes in kernels:
+        calls = out.setdefault(name.removesuffix("_kernel"), [0, 0])
+        calls[0] += 1
+        calls[1] += nbytes
+    return ", ".join(f"{name} x{n} ({b / 1e6:.1f} MB)" for name, (n, b) in out.items())
 
 
 if __name__ == "__main__":

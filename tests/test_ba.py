@@ -317,3 +317,20 @@ def test_float32_rows_agree_with_float64_rows():
     assert torch.equal(
         _ba_tau(p_sorted.float().double(), 0.0, 1e-4, "BA"), _ba_tau(p_sorted.float(), 0.0, 1e-4, "BA")
     )
+
+
+def test_batched_quantile_rounds_equal_the_bisection_loop():
+    """The device path's support quantiles (8 bisection steps per round, rankseg.distribution._bisection_levels)
+    give the step-by-step loop's bits, also where the refined normal is not monotone (large skew)."""
+    from rankseg import _common
+    from rankseg import distribution as dist
+
+    g = torch.Generator().manual_seed(0)
+    skew = torch.cat([torch.randn(300, generator=g, dtype=torch.float64) * 0.3,
+                      torch.randn(100, generator=g, dtype=torch.float64) * 5,
+                      torch.tensor([0.0, 1e-9, 50.0, -50.0, 3.0, -3.0], dtype=torch.float64)])  # fmt: skip
+    q = torch.tensor([5e-5, 1 - 5e-5, 0.3, 1e-12, 1 - 1e-6, 0.5, 0.0, 1.0], dtype=torch.float64).view(-1, 1)
+    loop = dist.refined_ppf(q, skew.view(1, -1))
+    with _common.numpy_kernels(False):
+        rounds = dist.refined_ppf(q, skew.view(1, -1))
+    assert torch.equal(loop, rounds)

@@ -90,3 +90,59 @@ def test_evaluation_loop_with_amp_on_cuda(tmp_path, compose):
     for record in merged["rules"].values():
         assert record["num_images"] == 8
         assert record["mdice"] is None or 0 <= record["mdice"] <= 1
+
+
+class _Launches:
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def kernel(self, name: str, nbytes: int) -> None:
+        self.names.append(name)
+
+    def paused(self):
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+
+@pytest.mark.parametrize("mode", ["multilabel", "multiclass"])
+@pytest.mark.parametrize("metric", ["dice", "iou"])
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_triton_kernels_run_on_cuda_and_equal_the_torch_path(name, metric, mode):
+    """On CUDA the RMA passes run as Triton kernels (rankseg/_triton), at most two host syncs, and their masks
+    equal the plain torch path's on the same device and the CPU's."""
+    from rankseg import _triton
+    from rankseg._triton import _launch
+
+    if SHAPES[name][1] == 1 and mode == "multiclass":
+        pytest.skip("single-channel input has no multiclass mode")
+    if not _triton.available():
+        pytest.skip("triton does not import")
+    probs = _probs(SHAPES[name])
+    case = dict(metric=metric, output_mode=mode, solver="RMA")
+    seen = _Launches()
+    with _launch.hooks(seen):
+        fused = rs(probs.cuda(), **case)
+    assert seen.names[:2] == ["bounds_kernel", "row_hist_kernel"] and "dinkelbach_kernel" in seen.names
+    assert ("resolve_kernel" in seen.names) == (mode == "multiclass")
+    with _triton.forced(False):
+        plain = rs(probs.cuda(), **case)
+    cpu = rs(probs, **case)
+    assert int((fused != plain).sum()) == 0
+    assert int((fused.cpu() != cpu).sum()) == 0
+
+
+def test_quantile_rounds_equal_the_bisection_loop_on_cuda():
+    """BA's support quantiles: the batched bisection rounds give the step-by-step loop's bits on the GPU."""
+    from rankseg import distribution as dist
+
+    gen = torch.Generator().manual_seed(0)
+    skew = torch.cat([torch.randn(500, generator=gen, dtype=torch.float64), torch.tensor([0.0, 50.0, -50.0])])
+    q = torch.tensor([5e-5, 1 - 5e-5, 0.3], dtype=torch.float64).view(3, 1)
+    q, skew = torch.broadcast_tensors(q.cuda(), skew.cuda().view(1, -1))
+    lo, hi = torch.full_like(q, -dist._PPF_BOUND), torch.full_like(q, dist._PPF_BOUND)
+    for _ in range(dist._PPF_STEPS):
+        mid = 0.5 * (lo + hi)
+        below = dist.refined_cdf(mid, skew) < q
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    assert torch.equal(dist.refined_ppf(q, skew), hi)

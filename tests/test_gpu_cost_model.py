@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():  # the Triton path is counted under Triton's interpreter (set before its import)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import bench_gpu_model as model  # noqa: E402
@@ -47,3 +51,50 @@ def test_device_path_restores_the_cpu_settings():
     with model.device_path():
         assert not _common.use_numpy(torch.zeros(1))
     assert (_common._NUMPY_KERNELS, _common._SCRATCH_MAX_BYTES, _common._CACHE_MIN_BYTES) == before
+
+
+def test_tolist_counts_as_one_sync():
+    with model.CostCounter() as counter:
+        torch.arange(3.0).tolist()
+    assert counter.counts.syncs == 1
+
+
+def _triton_ready() -> bool:
+    from rankseg import _triton
+
+    return _triton.available() and _triton.interpreting()
+
+
+@pytest.mark.skipif(not _triton_ready(), reason="needs triton and its interpreter")
+@pytest.mark.parametrize("mode", ["multilabel", "multiclass"])
+def test_triton_path_is_counted_from_its_kernel_launches(mode):
+    probs = model.make_input((2, 3, 64, 64))
+    case = dict(metric="dice", output_mode=mode, solver="RMA")
+    fused = model.count_call(case, probs, triton=True)
+    plain = model.count_call(case, probs)
+    names = [name for name, _ in fused.kernels]
+    expected = ["bounds_kernel", "row_hist_kernel", "bracket_kernel", "gather_kernel", "dinkelbach_kernel"]
+    assert names == expected + (["owned_kernel", "resolve_kernel"] if mode == "multiclass" else [])
+    assert plain.kernels == []
+    # each kernel is one launch with the bytes it declares: at least one read of the input for the passes
+    nbytes = dict(fused.kernels)
+    assert nbytes["row_hist_kernel"] >= probs.numel() * 4 and nbytes["gather_kernel"] >= probs.numel() * 5
+    assert fused.syncs <= 2 < plain.syncs
+    assert fused.launches < plain.launches
+
+
+def test_launch_reports_each_kernel_once_with_lazy_bytes():
+    from rankseg._triton import _launch
+
+    class Kernel:
+        __name__ = "fake_kernel"
+
+        def __getitem__(self, grid):
+            return lambda *args, **meta: calls.append((grid, args, meta))
+
+    calls: list = []
+    with model.CostCounter() as counter:
+        _launch.launch(Kernel(), (2,), (1,), reads=10, writes=lambda: 5, BLOCK=4)
+    assert calls == [((2,), (1,), {"BLOCK": 4})]
+    assert counter.counts.kernels == [("fake_kernel", 15)]
+    assert counter.counts.launches == 1 and counter.counts.bytes == 15

@@ -1,0 +1,69 @@
+"""Triton kernels for the solvers' passes on CUDA (RMA: row histogram, band gather with the output mask,
+band Dinkelbach, multiclass overlap resolution).
+
+The kernels sit behind one small interface per pass (:mod:`rankseg._triton.rma`); the plain torch code in
+:mod:`rankseg._rma`, :mod:`rankseg._band` and :mod:`rankseg._multiclass` stays the reference. Triton is imported
+lazily: the library imports and runs without it. The kernels are selected for CUDA float32 tensors when triton
+imports; :func:`forced` also selects them for CPU tensors, which needs Triton's interpreter
+(``TRITON_INTERPRET=1`` set before triton is first imported) and is what the tests and the cost model use.
+
+Every sum that decides a mask is an integer: probabilities are truncated to fixed point (2^-40 units up to 2^20
+pixels a row, :func:`rankseg._common.fixed_bits`) and added as int64, so the kernels' answers do not depend on
+block sizes, grid shapes or the order in which atomics land; the multiclass constants are those sums rounded
+once to float32, as the torch and NumPy paths compute them (:func:`rankseg._rma._fixed_row_sums`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
+
+import torch
+
+__all__ = ["available", "enabled", "forced", "interpreting"]
+
+_FORCED = False
+
+
+@functools.cache
+def available() -> bool:
+    """Whether triton imports (cached; the first import fixes whether it runs in interpreter mode)."""
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception:  # noqa: BLE001 (a broken install is as good as none)
+        return False
+    return True
+
+
+def interpreting() -> bool:
+    """Whether Triton runs its interpreter (``TRITON_INTERPRET=1``): kernels then run on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def enabled(*tensors: torch.Tensor) -> bool:
+    """Whether the Triton kernels run for these tensors: all on CUDA (or on the CPU under :func:`forced` with the
+    interpreter), float32 where floating, and triton importable."""
+    if not tensors:
+        return False
+    on_cuda = all(t.device.type == "cuda" for t in tensors)
+    on_cpu = all(t.device.type == "cpu" for t in tensors)
+    if not (on_cuda or (_FORCED and on_cpu and interpreting())):
+        return False
+    if any(t.is_floating_point() and t.dtype != torch.float32 for t in tensors):
+        return False
+    return available()
+
+
+@contextlib.contextmanager
+def forced(on: bool = True) -> Iterator[None]:
+    """Select the Triton kernels for CPU tensors too (under the interpreter), or (``on=False``) never."""
+    global _FORCED
+    old = _FORCED
+    _FORCED = on
+    try:
+        yield
+    finally:
+        _FORCED = old
