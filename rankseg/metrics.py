@@ -49,6 +49,7 @@ __all__ = [
     "IGNORE_INDEX",
     "MetricAccumulator",
     "aggregate",
+    "check_target_values",
     "confusion_stats",
     "image_scores",
     "per_image_scores",
@@ -77,17 +78,47 @@ def _describe(values: Tensor, bad: Tensor, limit: int = 5) -> str:
     return f"values {few(torch.unique(values[bad]))} in image(s) {few(images)} of the batch"
 
 
+def _bincount_on(flat: Tensor) -> bool:
+    """Whether :func:`confusion_stats` counts with ``torch.bincount`` (CPU, twice as fast there) rather than a sized
+    ``index_add_`` (other devices, where bincount synchronises to size its output)."""
+    return flat.device.type == "cpu"
+
+
+def _bad_target(target: Tensor, num_classes: int, ignore_index: int) -> Tensor:
+    return ((target < 0) | (target >= num_classes)) & (target != ignore_index)
+
+
+def _raise_bad_target(target: Tensor, bad: Tensor, num_classes: int, ignore_index: int) -> None:
+    raise ValueError(
+        f"target holds {_describe(target, bad)} that are neither a class in [0, {num_classes}) nor "
+        f"ignore_index={ignore_index}; map them to the ignore index, or fix num_classes"
+    )
+
+
+def check_target_values(target: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+    """Raise :func:`confusion_stats`'s ValueError if ``target`` (B, *S) holds a value that is neither a class
+    nor ``ignore_index``. Run on the loader's CPU tensor, it spares the device the synchronisation of that check.
+    """
+    flat = target.reshape(target.shape[0], -1).long()
+    bad = _bad_target(flat, num_classes, ignore_index)
+    if bool(bad.any()):
+        _raise_bad_target(flat, bad, num_classes, ignore_index)
+
+
 def confusion_stats(
     pred: Tensor,
     target: Tensor,
     num_classes: int,
     ignore_index: int = IGNORE_INDEX,
     reference_ignore: bool = False,
+    target_checked: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Count true positives, false positives and false negatives per image and class.
 
-    Inputs are validated (see the module docstring); the checks cost one device-to-host synchronisation.
-    Each image's counts depend on that image's pixels only.
+    Inputs are validated (see the module docstring); the value checks cost one device-to-host synchronisation,
+    none when ``target_checked`` says the caller ran :func:`check_target_values` on the target already (e.g. on
+    the loader's CPU copy) and ``pred`` is bool masks or a label map. Each image's counts depend on that image's
+    pixels only.
 
     Args:
         pred: a label map (integer dtype, shape (B, *S)) or per-class masks (bool, or integer with values 0
@@ -141,17 +172,17 @@ def confusion_stats(
     pixels = math.prod(target.shape[1:])
     target = target.reshape(batch, pixels).long()
     in_range = (target >= 0) & (target < num_classes)
-    bad_target = ~in_range & (target != ignore_index)
     bad_masks = None
     if is_masks and pred.dtype != torch.bool:
         bad_masks = (pred < 0) | (pred > 1)
-    # One host synchronisation for every check.
-    flags = torch.stack([bad_target.any()] + ([] if bad_masks is None else [bad_masks.any()])).tolist()
+    if target_checked and bad_masks is None:
+        flags = [False]
+    else:
+        bad_target = _bad_target(target, num_classes, ignore_index)
+        # One host synchronisation for every check.
+        flags = torch.stack([bad_target.any()] + ([] if bad_masks is None else [bad_masks.any()])).tolist()
     if flags[0]:
-        raise ValueError(
-            f"target holds {_describe(target, bad_target)} that are neither a class in [0, {num_classes}) nor "
-            f"ignore_index={ignore_index}; map them to the ignore index, or fix num_classes"
-        )
+        _raise_bad_target(target, bad_target, num_classes, ignore_index)
     if bad_masks is not None and flags[1]:
         flat_masks, flat_bad = pred.reshape(batch, -1), bad_masks.reshape(batch, -1)
         raise ValueError(
@@ -172,7 +203,7 @@ def confusion_stats(
         return tp, fp, fn
 
     labels = pred.reshape(batch, pixels).long()
-    # One bincount over (image, true class, predicted class) gives every per-image confusion matrix at once.
+    # One count over (image, true class, predicted class) gives every per-image confusion matrix at once.
     # Index C is "no class": the truth of ignore pixels, the prediction of void pixels, and both on pixels
     # that do not count. Every index is in [0, C], so image b's entries stay in its own block of size**2.
     size = num_classes + 1
@@ -180,7 +211,12 @@ def confusion_stats(
     pred_idx = torch.where(valid & (labels >= 0) & (labels < num_classes), labels, num_classes)
     offsets = torch.arange(batch, device=target.device).view(-1, 1) * size * size
     flat = (offsets + true_idx * size + pred_idx).reshape(-1)
-    conf = torch.bincount(flat, minlength=batch * size * size).view(batch, size, size)
+    if _bincount_on(flat):
+        conf = torch.bincount(flat, minlength=batch * size * size)
+    else:  # bincount reads the largest index back to the host on a GPU; a sized scatter does not (exact integers)
+        conf = torch.zeros(batch * size * size, dtype=torch.int64, device=flat.device)
+        conf = conf.index_add_(0, flat, torch.ones_like(flat))
+    conf = conf.view(batch, size, size)
     tp = conf.diagonal(dim1=1, dim2=2)[:, :num_classes]
     # Class predictions on pixels whose truth is "no class" (reference_ignore) are false positives; void
     # predictions (column C) on a class pixel are false negatives of that class and nobody's false positive.
@@ -348,9 +384,11 @@ class MetricAccumulator:
         self.reference_ignore = reference_ignore
         self._stats: list[tuple[Tensor, Tensor, Tensor]] = []
 
-    def update(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Add one batch; returns its counts."""
-        stats = confusion_stats(pred, target, self.num_classes, self.ignore_index, self.reference_ignore)
+    def update(self, pred: Tensor, target: Tensor, target_checked: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """Add one batch; returns its counts. ``target_checked``: see :func:`confusion_stats`."""
+        stats = confusion_stats(
+            pred, target, self.num_classes, self.ignore_index, self.reference_ignore, target_checked=target_checked
+        )
         self._stats.append(stats)
         return stats
 

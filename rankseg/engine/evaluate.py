@@ -71,7 +71,7 @@ from rankseg.engine.runs import (
     run_name,
 )
 from rankseg.engine.train import model_logits
-from rankseg.metrics import MetricAccumulator, aggregate, scores_from_stats
+from rankseg.metrics import MetricAccumulator, aggregate, check_target_values, scores_from_stats
 
 METRICS_FILE = "metrics.json"
 CLASS_CSV = "class_scores.csv"
@@ -466,6 +466,7 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
     for step, (batch_indices, (images, targets)) in enumerate(zip(sampler.batches(), bar, strict=True)):
         if bool((targets == ignore_index).all()):  # on the loader's CPU tensor: no device synchronisation
             continue  # as the reference tester: a batch without labelled pixels is skipped
+        check_target_values(targets, num_classes, ignore_index)  # on the CPU tensor: no device synchronisation
         targets = targets.to(device, non_blocking=True)
         indices += batch_indices
         def forward(x: torch.Tensor) -> torch.Tensor:
@@ -476,7 +477,7 @@ def _evaluate(cfg: DictConfig, ckpt_path: Path, info: DistInfo, device: torch.de
         cal.observe(logits, probs, targets)  # ECE bins and NLL; the tempered probabilities of the @T rules
         for name, rule in rules.items():
             pred = inspector.predict(name, rule, probs, batch_indices)  # rule(probs), recording what it needs
-            tp, fp, fn = accumulators[name].update(pred, targets)
+            tp, fp, fn = accumulators[name].update(pred, targets, target_checked=True)
             dice = scores_from_stats(tp, fp, fn)[0][:, coi_index]
             per_image = torch.nanmean(dice, dim=1)
             ok = ~torch.isnan(per_image)
