@@ -8,6 +8,8 @@ Layout (the official ``leftImg8bit_trainvaltest.zip`` and ``gtFine_trainvaltest.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,6 +17,11 @@ import numpy as np
 from PIL import Image
 
 from rankseg.data.base import IGNORE_INDEX, SegmentationDataset, list_dir
+from rankseg.data.rma_transforms import rma_augmentation
+
+#: ImageNet statistics of 0-1 RGB, with which RankSEG-RMA normalises every RGB dataset.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 __all__ = ["CITYSCAPES_ID_TO_TRAINID", "CityscapesSegmentation", "cityscapes_label_lut"]
 
@@ -40,7 +47,16 @@ class CityscapesSegmentation(SegmentationDataset):
     """Cityscapes ``gtFine`` semantic segmentation with the 19 train ids.
 
     Splits: ``train`` (2975 images), ``val`` (500; the paper's tables), ``test`` (labels are
-    all ignore). See :class:`~rankseg.data.base.SegmentationDataset` for the arguments.
+    all ignore). See :class:`~rankseg.data.base.SegmentationDataset` for the other arguments.
+
+    Args:
+        augmentation: ``"rankseg"`` (the JMLR protocol, default) or ``"rma"`` (RankSEG-RMA's: scale 0.5-2, flip,
+            centred padding, crop; :mod:`rankseg.data.rma_transforms`).
+        scale_range: random scale range of ``augmentation="rma"``.
+        crop_hw: (height, width) of the ``"rma"`` training crop (RankSEG-RMA: 512 x 1024); None: the square
+            ``crop_size``.
+        imagenet_normalization: normalise with ImageNet's mean and std (RankSEG-RMA) instead of the JMLR
+            reference's Cityscapes statistics; set it for train and val alike.
     """
 
     CLASS_NAMES: ClassVar[tuple[str, ...]] = (
@@ -57,6 +73,23 @@ class CityscapesSegmentation(SegmentationDataset):
     )
     SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     REMOVE_SAMPLE: ClassVar[str] = "delete the image and its label (the split is the directory listing)"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str = "val",
+        crop_size: int | None = None,
+        train: bool = False,
+        augmentation: str = "rankseg",
+        scale_range: Sequence[float] = (0.5, 2.0),
+        crop_hw: Sequence[int] | None = None,
+        imagenet_normalization: bool = False,
+        **kwargs,
+    ) -> None:
+        if imagenet_normalization:  # instance attributes, read by the transforms built in super().__init__
+            self.MEAN, self.STD = IMAGENET_MEAN, IMAGENET_STD  # type: ignore[misc]
+        super().__init__(root, split, crop_size, train, **kwargs)
+        self.augmentation = rma_augmentation(self, augmentation, scale_range, crop_hw)
 
     _LUT: ClassVar[np.ndarray] = cityscapes_label_lut()
 

@@ -30,7 +30,7 @@ AUGMENTATIONS: tuple[str, ...] = ("rankseg", "rma")
 
 
 def build_rma_train_transform(
-    crop_size: int,
+    crop_size: int | Sequence[int],
     mean: Sequence[float],
     std: Sequence[float],
     *,
@@ -40,7 +40,7 @@ def build_rma_train_transform(
     """RankSEG-RMA's training augmentation of RGB images.
 
     Args:
-        crop_size: side of the square random crop.
+        crop_size: side of the square random crop, or its (height, width) (Cityscapes: 512 x 1024).
         mean: per-channel mean of 0-1 RGB; also the colour of padded pixels (0 after normalisation).
         std: per-channel standard deviation of 0-1 RGB.
         scale_range: the random scale factor is drawn uniformly from this range.
@@ -49,7 +49,9 @@ def build_rma_train_transform(
     Returns:
         An ``albumentations.Compose`` taking ``image=`` (H, W, 3) uint8 and ``mask=`` (H, W) uint8.
     """
-    _check_crop_size(crop_size)
+    height, width = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
+    for side in (height, width):
+        _check_crop_size(side)
     lo, hi = float(scale_range[0]), float(scale_range[1])
     if not 0 < lo <= hi:
         raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {tuple(scale_range)}")
@@ -63,25 +65,34 @@ def build_rma_train_transform(
             ),
             A.HorizontalFlip(p=0.5),
             A.PadIfNeeded(
-                min_height=crop_size,
-                min_width=crop_size,
+                min_height=height,
+                min_width=width,
                 position="center",
                 border_mode=cv2.BORDER_CONSTANT,
                 fill=tuple(255.0 * float(m) for m in mean),
                 fill_mask=ignore_index,
             ),
-            A.RandomCrop(height=crop_size, width=crop_size),
+            A.RandomCrop(height=height, width=width),
             _normalize(mean, std),
         ]
     )
 
 
-def rma_augmentation(dataset: SegmentationDataset, augmentation: str, scale_range: Sequence[float]) -> str:
-    """Give a training ``dataset`` RankSEG-RMA's augmentation when ``augmentation == "rma"``; returns the name."""
+def rma_augmentation(
+    dataset: SegmentationDataset,
+    augmentation: str,
+    scale_range: Sequence[float],
+    crop_hw: Sequence[int] | None = None,
+) -> str:
+    """Give a training ``dataset`` RankSEG-RMA's augmentation when ``augmentation == "rma"`` (crop
+    ``crop_hw`` = (height, width) if given, else the dataset's square ``crop_size``); returns the name."""
     if augmentation not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}")
+    if crop_hw is not None and augmentation != "rma":
+        raise ValueError(f"crop_hw {tuple(crop_hw)} is a crop of augmentation='rma', got augmentation={augmentation!r}")
     if dataset.train and augmentation == "rma":
+        crop = dataset.crop_size if crop_hw is None else tuple(int(v) for v in crop_hw)
         dataset.transform = build_rma_train_transform(
-            dataset.crop_size, dataset.MEAN, dataset.STD, scale_range=scale_range, ignore_index=dataset.IGNORE_INDEX
+            crop, dataset.MEAN, dataset.STD, scale_range=scale_range, ignore_index=dataset.IGNORE_INDEX
         )
     return augmentation

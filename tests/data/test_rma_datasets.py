@@ -406,3 +406,39 @@ def test_per_case_iteration_holds_one_chunk(fmt: str, axis: int, tmp_path: Path,
     assert [i for _, indices in seen for i in indices] == list(range(len(ds)))  # every slice once, in order
     bound = 2 * 2 * (128 * 128 * 4 + 128 * 128 * 8) + 64 * 2**10
     assert peak < 1.5 * bound < volume_bytes / 2, (peak, bound, volume_bytes)
+
+
+def test_cityscapes_rma_training_crops_512x1024_with_imagenet_statistics(tmp_path):
+    """experiment=rma_cityscapes's dataset nodes: RankSEG-RMA's augmentation with a rectangular crop and ImageNet
+    normalisation; the default (JMLR) Cityscapes loader is unchanged."""
+    import numpy as np
+
+    from rankseg.data import CityscapesSegmentation
+    from rankseg.data.fake import make_fake_dataset
+
+    root = make_fake_dataset("cityscapes", tmp_path / "cs")
+    rma = CityscapesSegmentation(
+        root, "train", crop_size=16, train=True, augmentation="rma", crop_hw=(16, 32), imagenet_normalization=True
+    )
+    image, label = rma[0]
+    assert image.shape == (3, 16, 32) and label.shape == (16, 32)
+    assert rma.mean == [0.485, 0.456, 0.406] and rma.std == [0.229, 0.224, 0.225]
+    val = CityscapesSegmentation(root, "val", crop_size=16, imagenet_normalization=True)
+    raw = val._read_image(val.samples[0][0])  # noqa: SLF001 - the pixel values behind item 0
+    assert val.mean == rma.mean
+    full = CityscapesSegmentation(root, "val", eval_geometry="full", imagenet_normalization=True)[0][0]
+    expected = (raw[0, 0] / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(full[:, 0, 0].numpy(), expected, atol=1e-5)
+    jmlr = CityscapesSegmentation(root, "train", crop_size=16, train=True)
+    assert jmlr.augmentation == "rankseg" and jmlr.mean[0] == 0.28689529 and jmlr[0][0].shape == (3, 16, 16)
+    with pytest.raises(ValueError, match="crop_hw"):
+        CityscapesSegmentation(root, "train", crop_size=16, train=True, crop_hw=(16, 32))
+
+
+def test_rma_cityscapes_experiment_sets_the_loader_and_leaves_jmlr_runs_alone(compose):
+    rma = compose("train", ["experiment=rma_cityscapes"]).dataset
+    train = (rma.train.augmentation, list(rma.train.crop_hw), rma.train.imagenet_normalization)
+    assert train == ("rma", [512, 1024], True)
+    assert rma.val.imagenet_normalization is True
+    jmlr = compose("train", ["dataset=cityscapes"]).dataset
+    assert "augmentation" not in jmlr.train and "imagenet_normalization" not in jmlr.val  # run names unchanged
