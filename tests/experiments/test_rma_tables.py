@@ -1,6 +1,6 @@
 """The RankSEG-RMA tables as data: every row of the published CSV maps to one documented command whose config
-composes with Hydra (dataset, model, encoder, the RMA recipe, the metric), or is listed as not reproducible with
-a reason; ``make_tables --rma`` joins runs written here in the real metrics.json format with the published rows."""
+composes with Hydra (dataset, model, encoder, the RMA recipe, the metric), and an entry without one must say
+why; ``make_tables --rma`` joins runs written here in the real metrics.json format with the published rows."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_every_published_row_maps_to_one_entry(published, rma):
     counts = [torch.ones(1, 3, dtype=torch.long)] * 3
     assert set(rma.metrics) <= set(aggregate(*counts))
     unreproducible = {(r.dataset, r.model) for r in rma.rows if r.experiment is None}
-    assert unreproducible == {("ade20k", "CPT")}
+    assert unreproducible == set()  # CPT (ADE20K, Swin-L) is rankseg.models.CPTSegmenter
 
 
 def test_every_command_composes_with_its_dataset_model_encoder_and_recipe(rma):
@@ -130,4 +130,6 @@ def test_rma_table_pools_the_matching_runs_next_to_the_published_numbers(tmp_pat
     assert "| SegFormer | - | mIoU^I | rma_repo_readme | 73.32 | 74.00 ± 1.41 | 74.10 | 75.50 ± 2.12 | +0.78 |" in text
     assert "+1.50 ± 0.71" in text
     ade = (tmp_path / "tables" / "rma_ade20k.md").read_text()
-    assert "not reproducible" in ade and "No run for CPT (swin_large)" in ade
+    assert "not reproducible" not in ade and "No run for" not in ade
+    assert "| CPT | swin_large | mIoU | library_readme |" in ade
+    assert "python train.py experiment=rma_ade20k model=cpt" in ade

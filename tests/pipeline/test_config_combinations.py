@@ -37,6 +37,11 @@ LIGHT = {  # light variants of each model, same code path
     "segformer": ["model.encoder_name=mit_b0"],
     "upernet": ["model.encoder_name=tu-convnext_atto"],
     "unet": ["model.encoder_name=resnet18"],
+    "cpt": [
+        "model.encoder_name=tu-swin_tiny_patch4_window7_224",
+        "model.channels=16",
+        "model.encoder_kwargs={embed_dim:16,depths:[1,1,1,1],num_heads:[1,1,1,1]}",
+    ],
 }
 
 
