@@ -25,6 +25,12 @@ scores of its ranks come from power sums (of the whole row for G, of the pixels 
 power sums over the band), and concavity of the RMA objective certifies the ranks outside the band. Rows it
 cannot certify, and smoothed metrics, sort their rows (:func:`_exact_tau`). Pixels far from the window enter
 only through sum_i log(1 - p_i y), from power sums of their probabilities.
+
+The band path's power sums (of the whole row, m = 2 .. M, and of the pixels above the band, m = 1 .. M') are
+fixed-point integer sums on every path (:func:`_band_power_sums`). On CUDA (float32, triton importable) they
+are one fused Triton read (:func:`rankseg._triton.exact.row_powers`) instead of one torch pass per power and a
+gather of the pixels above the band; being integers, they are the reference's bits, and so are the masks. The
+rest of the band path (sample, bracket, band gather, scoring, certificates) is the torch code on every device.
 """
 
 from __future__ import annotations
@@ -34,10 +40,12 @@ import math
 import numpy as np
 import torch
 
+from rankseg import _triton
 from rankseg._band import (
     SCORE_SLACK,
     Band,
     Ratio,
+    above_band,
     band_for_bracket,
     mask_at_rank,
     power_sums,
@@ -50,6 +58,7 @@ from rankseg._common import (
     as_rows,
     cache_blocks,
     count_true,
+    fixed_bits,
     masks_by_chunks,
     row_chunks,
     row_sums64,
@@ -592,20 +601,136 @@ def _low_terms(mu: torch.Tensor, y: torch.Tensor, lo: torch.Tensor, terms: int) 
 
 
 def _row_powers(p: torch.Tensor, work: torch.Tensor, out: torch.Tensor) -> None:
-    """Row power sums out[:, k] = sum_j p_j^(k + 2) in float32 passes (float32 products, torch's sums),
-    written into the float64 (r, M) view ``out``; ``work`` is a scratch tensor like ``p``.
+    """Row power sums out[:, k] = sum_j p_j^(k + 2), written into the float64 (r, M) view ``out``, order-free.
 
-    The rows are taken in cache-sized blocks (:func:`rankseg._common.cache_blocks`), so that the repeated
-    passes over a block's powers read the cache rather than memory.
+    The powers are float32 (the input's dtype) products q_2 = p p, q_m = q_(m-1) p; each is truncated to fixed
+    point (2^fx units, :func:`rankseg._common.fixed_bits`; scaling by 2^fx is exact) and the integers are
+    summed (int64), so the sums do not depend on the order of the additions: the Triton pass
+    (:func:`rankseg._triton.exact.row_powers`, one read on CUDA) and this reference (one pass per power over
+    cache-sized blocks of rows, :func:`rankseg._common.cache_blocks`, through the scratch tensor ``work``) give
+    the same bits. The truncation costs under d 2^-fx (2^-20 up to d = 2^20) in each sum, far below the series
+    tolerance's effect on log G.
     """
-    if out.shape[1] == 0:
+    r, d = p.shape
+    n_pow = out.shape[1]
+    fx = fixed_bits(d)
+    scale = float(2**fx)
+    if n_pow == 0:
         return
-    for rows in cache_blocks(p):
-        block = p[rows]
-        q = torch.mul(block, block, out=work[rows])
-        out[rows, 0] = q.sum(1).to(_F64)
-        for k in range(1, out.shape[1]):
-            out[rows, k] = q.mul_(block).sum(1).to(_F64)
+    if _triton.enabled(p) and n_pow <= _MAX_FUSED_POWERS:
+        from rankseg._triton import exact as fused
+
+        ints = fused.row_powers(p, n_pow, scale)[0]
+    else:
+        ints = torch.empty(r, n_pow, dtype=torch.int64, device=p.device)
+        for rows in _power_blocks(p):
+            block = p[rows]
+            # q = p^(k + 2) 2^fx: the scaling commutes with the float32 rounding wherever p^(k + 2) >= 2^-fx
+            # (normal numbers), and smaller powers truncate to 0 either way
+            q = torch.mul(block, block, out=work[rows]).mul_(scale)
+            for k in range(n_pow):
+                if k:
+                    q.mul_(block)
+                if use_numpy(q) and q.is_contiguous():
+                    ints[rows, k] = torch.from_numpy(q.numpy().astype(np.int64).sum(1))
+                else:
+                    ints[rows, k] = q.sum(1, dtype=torch.int64)  # each value truncated, then summed
+    out.copy_(ints.to(_F64) * 2.0**-fx)
+
+
+# the Triton pass's accumulator width (rankseg._triton.exact.MAX_POWERS)
+_MAX_FUSED_POWERS = 64
+# Values per block of :func:`_above_powers` (bounds its float64 temporaries): NumPy on CPU, torch.
+_ABOVE_CHUNK = (2**17, 2**22)
+
+
+def _above_powers(vals: torch.Tensor, starts: torch.Tensor, n_pow: int, scale: float) -> torch.Tensor:
+    """Per-row int64 sums of trunc(x^m scale), m = 1 .. n_pow, over a ragged array of values (the pixels above
+    the band, :func:`rankseg._band.above_band`; zeros add nothing), x^m by repeated float64 products.
+
+    Shape:
+        vals: (N,) in p's dtype.  starts: (r + 1,) int64 row offsets.  output: (n_pow, r) int64.
+    """
+    r = starts.numel() - 1
+    acc = torch.zeros(n_pow, r, dtype=torch.int64, device=vals.device)
+    n = vals.numel()
+    if n == 0 or n_pow == 0:
+        return acc
+    host = use_numpy(vals)
+    if host:
+        out, st = acc.numpy(), starts.numpy()
+    chunk = _ABOVE_CHUNK[0] if host else _ABOVE_CHUNK[1]
+    for c0 in range(0, n, chunk):
+        c1 = min(n, c0 + chunk)
+        if host:  # NumPy on CPU: per-chunk segment sums (reduceat) of each power's integers
+            xs = vals[c0:c1].numpy().astype(np.float64)
+            r0 = int(np.searchsorted(st, c0, side="right")) - 1
+            r1 = int(np.searchsorted(st, c1 - 1, side="right"))  # rows r0 .. r1 - 1 meet the chunk
+            cuts = np.clip(st[r0 : r1 + 1], c0, c1) - c0
+            idx, empty = np.minimum(cuts[:-1], c1 - c0 - 1), cuts[1:] == cuts[:-1]
+            q = xs.copy()
+            for m in range(n_pow):
+                sums = np.add.reduceat((q * scale).astype(np.int64), idx)
+                sums[empty] = 0
+                out[m, r0:r1] += sums
+                if m + 1 < n_pow:
+                    q *= xs
+            continue
+        x = vals[c0:c1].to(_F64)
+        row = torch.searchsorted(starts, torch.arange(c0, c1, device=vals.device), right=True) - 1
+        q = x.clone()
+        for m in range(n_pow):
+            acc[m].index_add_(0, row, torch.mul(q, scale).to(torch.int64))  # truncated, then summed
+            if m + 1 < n_pow:
+                q.mul_(x)
+    return acc
+
+
+def _band_power_sums(
+    p: torch.Tensor,
+    work: torch.Tensor,
+    hi: torch.Tensor,
+    hi_vals: torch.Tensor | None,
+    hi_starts: torch.Tensor | None,
+    row_out: torch.Tensor,
+    n_above: int,
+) -> torch.Tensor:
+    """The band path's power sums: row_out[:, k] = sum_j p_j^(k + 2) over the row (:func:`_row_powers`), and,
+    returned as float64 (r, n_above), sum_(p_j > hi) p_j^m, m = 1 .. n_above, over the pixels above the band.
+
+    Both are fixed-point integer sums (float32 products for the row, float64 products above the band, each
+    truncated to 2^fx units before the sum, :func:`rankseg._common.fixed_bits`), so they do not depend on the
+    order of the additions. With ``hi_vals`` None (CUDA) both come from one fused Triton read
+    (:func:`rankseg._triton.exact.row_powers`); otherwise from :func:`_row_powers` and the gathered pixels above
+    the band (``hi_vals``, ``hi_starts``, :func:`rankseg._band.above_band`).
+
+    Shape:
+        p: (r, d).  hi: (r,) the band's upper thresholds in p's dtype.  row_out: (r, M) float64 view.
+    """
+    r, d = p.shape
+    fx = fixed_bits(d)
+    unit = 2.0**-fx
+    if hi_vals is None:
+        from rankseg._triton import exact as fused
+
+        if row_out.shape[1] > _MAX_FUSED_POWERS or n_above > _MAX_FUSED_POWERS:
+            raise ValueError(f"at most {_MAX_FUSED_POWERS} powers per fused pass")
+        ints, above = fused.row_powers(p, row_out.shape[1], float(2**fx), hi, n_above)
+        row_out.copy_(ints.to(_F64) * unit)
+        return above.to(_F64) * unit
+    _row_powers(p, work, row_out)
+    return _above_powers(hi_vals, hi_starts, n_above, float(2**fx)).T.to(_F64) * unit
+# Off the CPU, rows are taken in blocks of about this many values (bounds the fixed-point temporaries).
+_POWER_BLOCK = 2**22
+
+
+def _power_blocks(p: torch.Tensor) -> list[slice]:
+    """Row blocks for :func:`_row_powers`: cache-sized on CPU, about :data:`_POWER_BLOCK` values elsewhere."""
+    if p.device.type == "cpu":
+        return cache_blocks(p)
+    r, d = p.shape
+    step = max(1, _POWER_BLOCK // max(d, 1))
+    return [slice(b0, min(r, b0 + step)) for b0 in range(0, r, step)]
 
 
 def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -640,9 +765,13 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     eps_top = _outside_gaps(metric, mu, var_est, bracket.total, tenth, p_max)[1].clamp(0, 1)
     eps_low = _outside_gaps(metric, mu, var_est, bracket.total, bracket.n, p_max)[1].clamp(0, 1)
     cut = ratio.cut(bracket.v_hi)
-    band, hi_vals, hi_starts = band_for_bracket(
-        p, ratio, bracket, (2 * eps_low.sqrt() * cut, 2 * eps_top.sqrt() * cut), work=work, with_above=True
-    )
+    # The pixels above the band are gathered for their power sums, except where the fused pass sums them.
+    fused = _triton.enabled(p)
+    widen = (2 * eps_low.sqrt() * cut, 2 * eps_top.sqrt() * cut)
+    band = band_for_bracket(p, ratio, bracket, widen, work=work, with_above=not fused)
+    hi_vals = hi_starts = None
+    if not fused:
+        band, hi_vals, hi_starts = band
 
     total = band.prefix()
     # Quadrature nodes for every tau >= n_hi. Beyond a_min, G (Dice) or the product over the unselected
@@ -659,15 +788,16 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     log_tol = math.log(_SERIES_TOL / max(float(mu.max()), 1.0))
     terms = min(max(2, math.ceil(log_tol / math.log(max(y_top, 1e-300)))), 60)
     # Power sums P_m = sum p^m of the row for log G. The pixels below the band (p <= lo) need fewer terms,
-    # since (p y)^m <= (lo y)^m: P_m for m <= terms_lo come from passes over the whole row (float32, through
-    # the scratch buffer; the first gives the exact variance), higher ones from the band and the pixels above
-    # it alone. For a row with mass mu, node maximum y and x = lo y, what that leaves out of log G is
-    # sum_(m > M) P_m(low) y^m / m <= mu y x^M / ((M + 1) (1 - x)) with M = terms_lo (as P_m(low) <=
+    # since (p y)^m <= (lo y)^m: P_m for m <= terms_lo come from the whole row (fixed-point sums of float32
+    # powers, :func:`_row_powers`, one read on CUDA; the first gives the exact variance), higher ones from the
+    # band and the pixels above it alone. For a row with mass mu, node maximum y and x = lo y, what that leaves
+    # out of log G is sum_(m > M) P_m(low) y^m / m <= mu y x^M / ((M + 1) (1 - x)) with M = terms_lo (as P_m(low) <=
     # lo^(m-1) P_1(low)); terms_lo is the least M that keeps this below the series tolerance in every row.
     terms_lo = _low_terms(mu[ok], y_max[ok], band.lo[ok].to(_F64).clamp_min(0), terms)
     row_pow = torch.empty(r, terms, dtype=_F64, device=p.device)
     row_pow[:, 0] = mu
-    _row_powers(p, work, row_pow[:, 1:terms_lo])
+    # and the sums of p^m above the band, m = 1 .. terms + 1
+    hi_pow = _band_power_sums(p, work, band.hi, hi_vals, hi_starts, row_pow[:, 1:terms_lo], terms + 1)
     del work
     var = (mu - row_pow[:, 1]).clamp_min(0)
 
@@ -676,7 +806,6 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     valid = band.valid()
     rma = ratio.score(total, taus).masked_fill(~valid, -torch.inf)
     r_star = rma.amax(1)
-    hi_pow = power_sums(hi_vals, hi_starts, terms + 1)  # sums of p^m above the band, m = 1 .. terms + 1
     squares = None
     if metric == "dice":  # Q_tau = sum of squares of the tau largest values, for the tighter Dice gap
         b = band.vals.to(_F64).clamp_min(0)
@@ -747,6 +876,8 @@ def _band_masks(p: torch.Tensor, metric: str, width: int, p_max: torch.Tensor) -
     top_n, top_s = band.n_hi.to(_F64), total[:, 0]
     top_ok = (ratio.gap(level / (1 + eps_left), top_s, top_n) < 0) | (top_n == 0)
     if not bool((top_ok | ~ok).all()):
+        if hi_vals is None:  # rare: the fused path gathers the pixels above the band only here
+            hi_vals, hi_starts = above_band(p, band)
         args = (metric, ratio, mu, var, p_max.to(_F64), band, hi_vals, hi_starts, level, top_s, eps_left, p.dtype)
         top_ok = top_ok | _top_levels(*args)
     ok &= top_ok

@@ -50,6 +50,11 @@ def _signatures() -> dict:
                  C=i32, span=i32, void_index=i64),
             dict(DICE=False, VOID=True, CP=32, BLOCK=128),
         ),
+        "row_powers_kernel": (
+            dict(p_ptr=ptr32, hi_ptr=ptr32, out_ptr="*i64", above_ptr="*i64", d=i32, span=i32, n_pow=i32,
+                 n_above=i32, scale=f64),
+            dict(BLOCK=2048, MP=64),
+        ),
     }  # fmt: skip
 
 

@@ -1,8 +1,9 @@
 """Triton kernels for the solvers' passes on CUDA (RMA: row histogram, band gather with the output mask,
-band Dinkelbach, multiclass overlap resolution).
+band Dinkelbach, multiclass overlap resolution; exact: the row power sums of its band path).
 
-The kernels sit behind one small interface per pass (:mod:`rankseg._triton.rma`); the plain torch code in
-:mod:`rankseg._rma`, :mod:`rankseg._band` and :mod:`rankseg._multiclass` stays the reference. Triton is imported
+The kernels sit behind one small interface per pass (:mod:`rankseg._triton.rma`, :mod:`rankseg._triton.exact`);
+the plain torch code in :mod:`rankseg._rma`, :mod:`rankseg._band`, :mod:`rankseg._multiclass` and
+:mod:`rankseg._exact` stays the reference. Triton is imported
 lazily: the library imports and runs without it. The kernels are selected for CUDA float32 tensors when triton
 imports; :func:`forced` also selects them for CPU tensors, which needs Triton's interpreter
 (``TRITON_INTERPRET=1`` set before triton is first imported) and is what the tests and the cost model use.

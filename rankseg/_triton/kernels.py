@@ -351,7 +351,7 @@ def resolve_kernel(
 __all__ = [
     "bounds_kernel",
     "BASE", "NB", "SHIFT", "bracket_kernel", "dinkelbach_kernel", "gather_kernel", "owned_kernel",
-    "resolve_kernel", "row_hist_kernel", "triton",
+    "resolve_kernel", "row_hist_kernel", "row_powers_kernel", "triton",
 ]  # fmt: skip
 
 
@@ -379,3 +379,55 @@ def bounds_kernel(p_ptr, rowmax_ptr, low_ptr, bad_ptr, d, span, BLOCK: tl.conste
     tl.atomic_max(rowmax_ptr + row, tl.max(hi, 0))
     tl.atomic_min(low_ptr, tl.min(lo, 0))
     tl.atomic_add(bad_ptr, tl.sum(bad, 0))
+
+
+@triton.jit
+def row_powers_kernel(
+    p_ptr,
+    hi_ptr,
+    out_ptr,
+    above_ptr,
+    d,
+    span,
+    n_pow,
+    n_above,
+    scale: tl.float64,
+    BLOCK: tl.constexpr,
+    MP: tl.constexpr,
+):
+    """Exact solver's power sums in one read (``out`` and ``above`` (R, MP) start at 0). Per row:
+
+    * out[m], m < n_pow: the int64 sum over the row of trunc(q scale), q = p^(m + 2) formed by repeated float32
+      products (p p, then times p), as :func:`rankseg._exact._row_powers` forms them;
+    * above[m], m < n_above: the same over the pixels p > hi (the row's threshold) of q = p^(m + 1) formed by
+      repeated float64 products, as :func:`rankseg._exact._above_powers` forms them.
+
+    scale is a power of two, so q scale is exact and its truncation is the same integer on every path.
+    Grid (R, cdiv(d, span))."""
+    row = tl.program_id(0)
+    start = tl.program_id(1) * span
+    end = tl.minimum(start + span, d)
+    base = p_ptr + row.to(tl.int64) * d
+    hi = tl.load(hi_ptr + row)
+    ms = tl.arange(0, MP)
+    acc = tl.zeros([MP], dtype=tl.int64)
+    acc_hi = tl.zeros([MP], dtype=tl.int64)
+    for off in range(start, end, BLOCK):
+        offs = off + tl.arange(0, BLOCK)
+        inside = offs < end
+        x = tl.load(base + offs, mask=inside, other=0.0)
+        q = x
+        for m in range(0, n_pow):
+            q = q * x
+            acc += tl.where(ms == m, tl.sum(_fixed(q, scale), 0), 0)
+        if n_above > 0:
+            above = inside & (x > hi)
+            if tl.sum(above.to(tl.int32), 0) > 0:
+                x64 = tl.where(above, x.to(tl.float64), 0.0)
+                q64 = x64
+                for m in range(0, n_above):
+                    acc_hi += tl.where(ms == m, tl.sum((q64 * scale).to(tl.int64), 0), 0)
+                    q64 = q64 * x64
+    at = row.to(tl.int64) * MP + ms
+    tl.atomic_add(out_ptr + at, acc, mask=ms < n_pow)
+    tl.atomic_add(above_ptr + at, acc_hi, mask=ms < n_above)
