@@ -15,6 +15,11 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+if not torch.cuda.is_available():
+    # The Triton kernels are tested on the CPU under Triton's interpreter, which must be chosen before anything
+    # imports triton (smp/timm do, so a test module setting it at its own import would be too late).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 torch.set_num_threads(2)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
