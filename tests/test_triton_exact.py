@@ -1,56 +1,26 @@
 """The exact solver's Triton pass (rankseg/_triton/exact.py) against the torch and NumPy reference paths, bit for
 bit on the row power sums and on the masks.
 
-Without CUDA the kernel runs under Triton's interpreter on CPU tensors (``TRITON_INTERPRET=1`` is set here, before
-anything imports triton). Small block sizes make these inputs span several programs per row. The inputs reach the
-exact solver's band path (rows with mass >= 64), whose log G series uses the row power sums.
+Without CUDA the kernel runs under Triton's interpreter on CPU tensors (``TRITON_INTERPRET=1``, set by
+tests/conftest.py before anything imports triton). Small block sizes make these inputs span several programs per row.
+The inputs reach the exact solver's band path (rows with mass >= 64), whose log G series uses the row power sums.
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
+from triton_cases import DEVICE, NEEDS_TRITON, SMALL_BLOCKS, Launches
+from triton_cases import smooth_probs as _smooth
 
-CUDA = torch.cuda.is_available()
-if not CUDA:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from rankseg import _common, _exact, _triton
+from rankseg._common import fixed_bits
+from rankseg._triton import _launch, rma
+from rankseg.functional import rankseg as rs
 
-from rankseg import _common, _exact, _triton  # noqa: E402
-from rankseg._common import fixed_bits  # noqa: E402
-from rankseg._triton import _launch, rma  # noqa: E402
-from rankseg.functional import rankseg as rs  # noqa: E402
-
-pytestmark = pytest.mark.skipif(
-    not _triton.available() or not (CUDA or _triton.interpreting()),
-    reason="needs triton (compiled on CUDA, or its interpreter)",
-)
-DEVICE = "cuda" if CUDA else "cpu"
-SMALL_BLOCKS = (128, 512, 64, 32)
+pytestmark = NEEDS_TRITON
 # for whole solver calls: still several programs per row, fewer interpreted blocks
 MASK_BLOCKS = (256, 1024, 64, 32)
-
-
-class Launches:
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def kernel(self, name: str, nbytes: int) -> None:
-        self.names.append(name)
-
-    def paused(self):
-        from contextlib import nullcontext
-
-        return nullcontext()
-
-
-def _smooth(shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    b, c, h, w = shape
-    x = torch.randn(b, c, max(h // 8, 2), max(w // 8, 2), generator=gen) * 4
-    x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-    return x.sigmoid() if c == 1 else x.softmax(1)
 
 
 def _hard(shape: tuple[int, ...], seed: int) -> torch.Tensor:

@@ -1,55 +1,22 @@
 """The Triton RMA kernels (rankseg/_triton) against the torch and NumPy reference paths, bit for bit on masks.
 
-Without CUDA the kernels run under Triton's interpreter on CPU tensors (``TRITON_INTERPRET=1`` is set here,
-before anything imports triton; the library imports it lazily). Small block sizes make these small inputs span
+Without CUDA the kernels run under Triton's interpreter on CPU tensors (``TRITON_INTERPRET=1``, set by
+tests/conftest.py before anything imports triton). Small block sizes make these small inputs span
 several programs, bands and band blocks per row. With CUDA the same tests run the compiled kernels.
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
+from triton_cases import CUDA, DEVICE, NEEDS_TRITON, SMALL_BLOCKS, Launches
+from triton_cases import smooth_probs as _smooth
 
-CUDA = torch.cuda.is_available()
-if not CUDA:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from rankseg import _common, _triton
+from rankseg._triton import _launch
+from rankseg.functional import rankseg as rs
 
-from rankseg import _common, _triton  # noqa: E402
-from rankseg._triton import _launch  # noqa: E402
-from rankseg.functional import rankseg as rs  # noqa: E402
-
-pytestmark = pytest.mark.skipif(
-    not _triton.available() or not (CUDA or _triton.interpreting()),
-    reason="needs triton (compiled on CUDA, or its interpreter)",
-)
-DEVICE = "cuda" if CUDA else "cpu"
-# pixel block, pixels per program, class-tile block, band block: several of each on the inputs below
-SMALL_BLOCKS = (128, 512, 64, 32)
-
-
-class Launches:
-    """Records the kernels launched (the hook interface of rankseg._triton._launch)."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def kernel(self, name: str, nbytes: int) -> None:
-        self.names.append(name)
-
-    def paused(self):
-        from contextlib import nullcontext
-
-        return nullcontext()
-
-
-def _smooth(shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    b, c, h, w = shape
-    x = torch.randn(b, c, max(h // 8, 2), max(w // 8, 2), generator=gen) * 4
-    x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-    return x.sigmoid() if c == 1 else x.softmax(1)
+pytestmark = NEEDS_TRITON
 
 
 def _hard(shape: tuple[int, ...], seed: int) -> torch.Tensor:
