@@ -280,3 +280,30 @@ def test_evaluate_published_lists_one_command_per_network(published, tmp_path, c
         cfg = compose("evaluate", line.split()[2:])
         assert cfg.reference_ignore is True and cfg.amp is False and cfg.dataset.val.eval_geometry == "reference"
         assert {"threshold_reference", "rankdice_reference", "argmax"} <= set(cfg.predict)
+
+
+def test_numpy_scalars_of_numpy_1_and_2_are_read_as_data(tmp_path):
+    """The reference trainer ran under NumPy 1.x, whose pickles name ``numpy.core.multiarray.scalar`` (2.x:
+    ``numpy._core``); both load, and nothing else outside tensors and containers does."""
+    import io
+    import zipfile
+
+    from rankseg.engine.checkpoint import CheckpointError as Refused
+
+    buf = io.BytesIO()
+    torch.save({"monitor_best": np.round(np.float64(0.1234567), 5), "epoch": 300, "w": torch.ones(2)}, buf)
+    path_2x, path_1x = tmp_path / "numpy2.pth", tmp_path / "numpy1.pth"
+    path_2x.write_bytes(buf.getvalue())
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zin, zipfile.ZipFile(path_1x, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                assert b"numpy._core.multiarray" in data
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            zout.writestr(info.filename, data)
+    for path in (path_2x, path_1x):
+        state = read_checkpoint_file(path, "cpu", "")
+        assert float(state["monitor_best"]) == 0.12346 and state["epoch"] == 300
+    torch.save({"w": torch.ones(2), "x": _Foreign()}, tmp_path / "object.pth")
+    with pytest.raises(Refused, match="Python object of type"):
+        read_checkpoint_file(tmp_path / "object.pth", "cpu", "")
