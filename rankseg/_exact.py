@@ -918,8 +918,22 @@ def exact_row_masks(
     """Exact-solver masks for every row; rows with ``solve`` False stay empty. Shape: (R, d) -> (R, d) bool.
 
     Smooth 0 takes the partial-sort path (:func:`_band_masks`); smoothed metrics and rows it cannot certify
-    sort their rows.
+    sort their rows. On CUDA (float32, triton importable) smooth 0 runs the fused Triton path instead
+    (:func:`rankseg._triton.exact.exact_masks`), and only the rows it does not take go through the torch path.
     """
+    if smooth == 0.0 and rows.numel() and _triton.enabled(rows):
+        from rankseg._triton import exact as fused
+
+        masks, rest = fused.exact_masks(rows, metric, solve)
+        if rest is not None:  # rows the fused window does not take (small objects): the torch path (empty here)
+            sub = torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device).index_fill_(0, rest, True)
+            masks |= _torch_row_masks(rows, metric, smooth, sub, width, maxima)
+        return masks
+    return _torch_row_masks(rows, metric, smooth, solve, width, maxima)
+
+
+def _torch_row_masks(rows, metric, smooth, solve, width, maxima) -> torch.Tensor:
+    """:func:`exact_row_masks` by the torch path (the reference of the fused one)."""
     fast = smooth == 0.0
 
     def solve_chunk(p: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

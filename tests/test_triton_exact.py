@@ -169,3 +169,103 @@ def test_above_power_sums_do_not_depend_on_chunks(monkeypatch, numpy):
     expected = torch.stack(powers)
     rows = torch.repeat_interleave(torch.arange(7), counts)
     assert torch.equal(whole, torch.zeros(9, 7, dtype=torch.int64).index_add_(1, rows, expected))
+
+
+# The fused exact path (rankseg._triton.exact.exact_masks): window from the bins, band scoring, selection.
+
+
+def _plain_masks(rows: torch.Tensor, metric: str, numpy: bool = False) -> torch.Tensor:
+    solve = torch.ones(rows.shape[0], dtype=torch.bool)
+    with _triton.forced(False), _common.numpy_kernels(numpy):
+        return _exact.exact_row_masks(rows, metric, 0.0, solve)
+
+
+def _sorted_masks(rows: torch.Tensor, metric: str) -> torch.Tensor:
+    """The exact optimum from fully sorted rows (no band, no window): a second method."""
+    with _triton.forced(False):
+        return _exact._sorted_masks(rows.double(), metric, 0.0)
+
+
+def _fused_rows(rows: torch.Tensor, metric: str, solve=None, rank_block: int = 8, monkeypatch=None):
+    from rankseg._triton import exact
+
+    monkeypatch.setattr(exact, "_rank_block", lambda: rank_block)  # several rank blocks per row
+    solve = torch.ones(rows.shape[0], dtype=torch.bool) if solve is None else solve
+    seen = Launches()
+    with _triton.forced(), rma.block_sizes(*SMALL_BLOCKS), _launch.hooks(seen):
+        masks, rest = exact.exact_masks(rows.to(DEVICE), metric, solve.to(DEVICE))
+    return masks.cpu(), (None if rest is None else rest.cpu()), seen.names
+
+
+def _shapes_of_rows(d: int, seed: int) -> torch.Tensor:
+    """Rows of different shapes, all with mass >= 64: smooth maps, uniform, skewed, bimodal, a narrow uniform
+    one, a row of a few levels (ties at the cut) and one with exact zeros and ones."""
+    gen = torch.Generator().manual_seed(seed)
+    side = int(d**0.5)
+    smooth = _smooth((1, 3, side, side), seed).reshape(3, -1)[:, :d]
+    u = torch.rand(5, d, generator=gen)
+    bimodal = torch.where(u[2] < 0.3, 0.9 + 0.1 * u[3], 0.05 * u[4])
+    bimodal[: d // 20] = u[0, : d // 20]
+    levels = (u[1] * 6).floor() / 8 + 0.1
+    hard = u[3].clone()
+    hard[: d // 4] = 0.0
+    hard[-d // 8 :] = 1.0
+    rows = [*smooth, u[0], u[1] ** 3, bimodal, 0.25 + 0.5 * u[2], levels, hard]
+    return torch.stack(rows).float().contiguous()
+
+
+@pytest.mark.parametrize("metric", ["dice", "iou"])
+def test_fused_exact_solves_every_row_and_equals_both_references(metric, monkeypatch):
+    rows = _shapes_of_rows(2304, seed=11)
+    masks, rest, names = _fused_rows(rows, metric, monkeypatch=monkeypatch)
+    assert rest is None  # every row took the fused window
+    assert names[:2] == ["row_hist_kernel", "exact_window_kernel"] and names[-1] == "exact_select_kernel"
+    assert "exact_block_scores_kernel" in names and "bracket_kernel" not in names
+    for numpy in (True, False):
+        plain = _plain_masks(rows, metric, numpy)
+        assert torch.equal(masks, plain), f"{int((masks != plain).sum())} pixels differ (numpy: {numpy})"
+    full = _sorted_masks(rows, metric)
+    assert torch.equal(masks, full), f"rows differ from the sorted solver: {(masks != full).any(1).nonzero()}"
+    assert bool((masks.sum(1) > 0).all())
+
+
+def test_fused_exact_does_not_depend_on_block_sizes(monkeypatch):
+    rows = _smooth((2, 2, 40, 48), seed=12).reshape(4, -1)
+    small = _fused_rows(rows, "dice", rank_block=4, monkeypatch=monkeypatch)[0]
+    from rankseg._triton import exact
+
+    monkeypatch.setattr(exact, "_rank_block", lambda: 1024)
+    with _triton.forced(), rma.block_sizes(1024, 4096, 1024, 1024):
+        large = exact.exact_masks(rows.to(DEVICE), "dice", torch.ones(4, dtype=torch.bool, device=DEVICE))[0]
+    assert torch.equal(small, large.cpu())
+
+
+@pytest.mark.parametrize("metric", ["dice", "iou"])
+def test_fused_exact_hands_small_objects_to_the_torch_path(metric, monkeypatch):
+    rows = _smooth((1, 4, 48, 48), seed=13).reshape(4, -1)
+    rows[1] = rows[1] * 0.01  # mass about 10: the window's bounds are too loose there
+    rows[2, :] = 0.0
+    rows[2, :5] = 0.8  # a 5-pixel object
+    rows[3] = 0.3  # a constant row: one bin, so its window starts at rank 1 (nodes too far out)
+    solve = torch.tensor([True, True, True, True])
+    masks, rest, _ = _fused_rows(rows, metric, solve, monkeypatch=monkeypatch)
+    assert rest.tolist() == [1, 2, 3]  # flagged and left empty
+    assert not masks[1:].any()
+    solve[3] = False  # a row not solved is not flagged
+    assert _fused_rows(rows, metric, solve, monkeypatch=monkeypatch)[1].tolist() == [1, 2]
+    with _triton.forced(False):
+        plain = _exact.exact_row_masks(rows, metric, 0.0, solve)
+    assert torch.equal(masks[0], plain[0])
+    # through the solver's entry point the flagged rows are solved by the torch path
+    with _triton.forced(), rma.block_sizes(*SMALL_BLOCKS):
+        full = _exact.exact_row_masks(rows.to(DEVICE), metric, 0.0, solve.to(DEVICE)).cpu()
+    assert torch.equal(full, plain) and full[2].sum() == 5 and not full[3].any()
+    assert full[0].any() and full[1].any()
+
+
+def test_fused_exact_is_the_default_exact_path_of_the_solver(monkeypatch):
+    probs = _smooth((2, 3, 40, 56), seed=14)
+    for case in CASES:
+        out, names = _fused(probs, **case)
+        assert "exact_window_kernel" in names
+        assert torch.equal(out, _reference(probs, False, **case))

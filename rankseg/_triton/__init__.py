@@ -25,7 +25,7 @@ import torch
 
 __all__ = ["available", "enabled", "forced", "interpreting"]
 
-_FORCED = False
+_FORCED: bool | None = None  # None: CUDA only; True: CPU tensors too (interpreter); False: never
 
 
 @functools.cache
@@ -51,7 +51,7 @@ def enabled(*tensors: torch.Tensor) -> bool:
         return False
     on_cuda = all(t.device.type == "cuda" for t in tensors)
     on_cpu = all(t.device.type == "cpu" for t in tensors)
-    if not (on_cuda or (_FORCED and on_cpu and interpreting())):
+    if _FORCED is False or not (on_cuda or (_FORCED and on_cpu and interpreting())):
         return False
     if any(t.is_floating_point() and t.dtype != torch.float32 for t in tensors):
         return False
