@@ -171,14 +171,16 @@ def exact_masks(rows: torch.Tensor, metric: str, solve: torch.Tensor) -> tuple[t
     sums = torch.empty(n_rows, nblk, kt, dtype=f64, device=dev)
     bsum = torch.empty(n_rows, nblk, dtype=f64, device=dev)
     launch(ek.exact_block_sums_kernel, (n_rows, nblk), (band_vals, starts, count, node, sums, bsum, nblk),
-           DICE=dice, BJ=bj, KT=kt, reads=total * 4 + n_rows * 56, writes=sums.numel() * 8 + bsum.numel() * 8)  # fmt: skip
+           DICE=dice, BJ=bj, KT=kt, reads=total * 4 + n_rows * 56,
+           writes=sums.numel() * 8 + bsum.numel() * 8)  # fmt: skip
     off = torch.cumsum(sums, 1).sub_(sums)  # exclusive prefix over the blocks
     boff = torch.cumsum(bsum, 1).sub_(bsum)
     best = torch.empty(n_rows, nblk, dtype=f64, device=dev)
     arg = torch.empty(n_rows, nblk, dtype=i64, device=dev)
     launch(ek.exact_block_scores_kernel, (n_rows, nblk), (band_vals, starts, count, n_hi, node, row_pow, above, mu,
            off, boff, best, arg, nblk, unit), MP=MAX_POWERS, DICE=dice, BJ=bj, KT=kt,
-           reads=total * 4 + off.numel() * 8 + n_rows * (2 * MAX_POWERS * 8 + 80), writes=best.numel() * 16)  # fmt: skip
+           reads=total * 4 + off.numel() * 8 + n_rows * (2 * MAX_POWERS * 8 + 80),
+           writes=best.numel() * 16)  # fmt: skip
     sel_block = 1024
     launch(ek.exact_select_kernel, (n_rows,), (best, arg, ok, starts, band_idx, mask, nblk), BLOCK=sel_block,
            reads=best.numel() * 16 + total * 8, writes=total)  # fmt: skip
