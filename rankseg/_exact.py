@@ -27,10 +27,14 @@ cannot certify, and smoothed metrics, sort their rows (:func:`_exact_tau`). Pixe
 only through sum_i log(1 - p_i y), from power sums of their probabilities.
 
 The band path's power sums (of the whole row, m = 2 .. M, and of the pixels above the band, m = 1 .. M') are
-fixed-point integer sums on every path (:func:`_band_power_sums`). On CUDA (float32, triton importable) they
-are one fused Triton read (:func:`rankseg._triton.exact.row_powers`) instead of one torch pass per power and a
-gather of the pixels above the band; being integers, they are the reference's bits, and so are the masks. The
-rest of the band path (sample, bracket, band gather, scoring, certificates) is the torch code on every device.
+fixed-point integer sums on every path (:func:`_band_power_sums`); on CUDA they are one fused Triton read
+(:func:`rankseg._triton.exact.row_powers`).
+
+On CUDA (float32, triton importable) the whole smooth-0 solver runs as fused Triton passes instead
+(:func:`rankseg._triton.exact.exact_masks`, called by :func:`exact_row_masks`): the window of ranks comes from a
+per-row histogram with the same bounds (RMA times 1 + eps), the band is scored by the same quadrature in blocks of
+ranks, and one host sync sizes the buffers. Rows it does not take go through the torch code here, which stays
+the reference; the tests check the two against each other and against fully sorted rows.
 """
 
 from __future__ import annotations

@@ -151,9 +151,9 @@ def test_quantile_rounds_equal_the_bisection_loop_on_cuda():
 @pytest.mark.parametrize("mode", ["multilabel", "multiclass"])
 @pytest.mark.parametrize("metric", ["dice", "iou"])
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_exact_row_power_pass_runs_on_cuda_and_equals_the_torch_path(name, metric, mode):
-    """On CUDA the exact solver's row power sums are one Triton read (row_powers_kernel); they are fixed-point
-    integer sums, so the masks equal the plain torch path's on the same device bit for bit."""
+def test_exact_fused_path_runs_on_cuda_and_equals_the_torch_path(name, metric, mode):
+    """On CUDA the exact solver at smooth 0 runs its fused Triton path (window from the bins, band scored by
+    quadrature, one host sync for the band sizes); its masks equal the plain torch path's on the same device."""
     from rankseg import _triton
     from rankseg._triton import _launch
 
@@ -166,8 +166,8 @@ def test_exact_row_power_pass_runs_on_cuda_and_equals_the_torch_path(name, metri
     seen = _Launches()
     with _launch.hooks(seen):
         fused = rs(probs, **case)
-    assert "row_powers_kernel" in seen.names
-    with _triton.forced(False):
+    assert "exact_window_kernel" in seen.names and "exact_select_kernel" in seen.names
+    with _triton.forced(False):  # the torch path on the same device
         plain = rs(probs, **case)
     assert int((fused != plain).sum()) == 0
 

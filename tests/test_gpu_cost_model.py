@@ -98,3 +98,22 @@ def test_launch_reports_each_kernel_once_with_lazy_bytes():
     assert calls == [((2,), (1,), {"BLOCK": 4})]
     assert counter.counts.kernels == [("fake_kernel", 15)]
     assert counter.counts.launches == 1 and counter.counts.bytes == 15
+
+
+@pytest.mark.skipif(not _triton_ready(), reason="needs triton and its interpreter")
+def test_fused_exact_path_is_counted_from_its_kernel_launches():
+    """The exact solver on its fused path: its kernels in order, the two host syncs (value checks, band sizes),
+    and far fewer launches than the torch path."""
+    probs = model.make_input((2, 3, 64, 64))
+    case = dict(metric="dice", output_mode="multilabel", solver="exact")
+    fused = model.count_call(case, probs, triton=True)
+    plain = model.count_call(case, probs)
+    names = [name for name, _ in fused.kernels]
+    assert names == [
+        "bounds_kernel", "row_hist_kernel", "exact_window_kernel", "gather_kernel", "row_powers_kernel",
+        "sort_keys_kernel", "exact_block_sums_kernel", "exact_block_scores_kernel", "exact_select_kernel",
+    ]  # fmt: skip
+    nbytes = dict(fused.kernels)
+    assert nbytes["row_hist_kernel"] >= probs.numel() * 4 and nbytes["row_powers_kernel"] >= probs.numel() * 4
+    assert fused.syncs == 2 < plain.syncs
+    assert fused.launches <= 40 < plain.launches

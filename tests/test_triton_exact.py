@@ -269,3 +269,26 @@ def test_fused_exact_is_the_default_exact_path_of_the_solver(monkeypatch):
         out, names = _fused(probs, **case)
         assert "exact_window_kernel" in names
         assert torch.equal(out, _reference(probs, False, **case))
+
+
+@pytest.mark.parametrize("metric", ["dice", "iou"])
+def test_fused_exact_window_holds_on_extreme_rows(metric, monkeypatch):
+    """Rows whose bin bounds are loosest: mass at exactly 1 (upper bin edge 1 + 2^-7), many values below 2^-15
+    (bin 0, whose upper edge is far above them) and near-binary rows; the fused masks are the sorted optimum."""
+    d = 8192
+    gen = torch.Generator().manual_seed(15)
+    u = torch.rand(4, d, generator=gen)
+    ones = torch.full((d,), 1e-6)
+    ones[:300] = 1.0
+    ones[300:500] = 0.5
+    binary = torch.where(u[0] < 0.05, 0.999, 1e-5)
+    near = torch.where(u[1] < 0.1, 0.97 + 0.03 * u[2], 2e-5 * u[3])
+    wide = u[3] ** 6
+    rows = torch.stack([ones, binary, near, wide]).float().contiguous()
+    masks, rest, _ = _fused_rows(rows, metric, rank_block=256, monkeypatch=monkeypatch)
+    solved = torch.ones(4, dtype=torch.bool)
+    if rest is not None:
+        solved[rest] = False
+    assert solved.sum() >= 3
+    full = _sorted_masks(rows, metric)
+    assert torch.equal(masks[solved], full[solved])

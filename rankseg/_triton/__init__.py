@@ -1,7 +1,8 @@
 """Triton kernels for the solvers' passes on CUDA (RMA: row histogram, band gather with the output mask,
-band Dinkelbach, multiclass overlap resolution; exact: the row power sums of its band path).
+band Dinkelbach, multiclass overlap resolution; exact: window from the histogram, row power sums, band scoring
+by quadrature, selection).
 
-The kernels sit behind one small interface per pass (:mod:`rankseg._triton.rma`, :mod:`rankseg._triton.exact`);
+The kernels sit behind one small interface per solver (:mod:`rankseg._triton.rma`, :mod:`rankseg._triton.exact`);
 the plain torch code in :mod:`rankseg._rma`, :mod:`rankseg._band`, :mod:`rankseg._multiclass` and
 :mod:`rankseg._exact` stays the reference. Triton is imported
 lazily: the library imports and runs without it. The kernels are selected for CUDA float32 tensors when triton
@@ -11,7 +12,9 @@ imports; :func:`forced` also selects them for CPU tensors, which needs Triton's 
 Every sum that decides a mask is an integer: probabilities are truncated to fixed point (2^-40 units up to 2^20
 pixels a row, :func:`rankseg._common.fixed_bits`) and added as int64, so the kernels' answers do not depend on
 block sizes, grid shapes or the order in which atomics land; the multiclass constants are those sums rounded
-once to float32, as the torch and NumPy paths compute them (:func:`rankseg._rma._fixed_row_sums`).
+once to float32, as the torch and NumPy paths compute them (:func:`rankseg._rma._fixed_row_sums`). The exact
+solver's band scores are float64 quadratures summed in a fixed order (no floating-point atomics), so they do not
+depend on the atomics either; its masks equal the torch path's unless two ranks' scores lie within their rounding.
 """
 
 from __future__ import annotations

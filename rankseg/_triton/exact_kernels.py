@@ -39,6 +39,17 @@ def _ratio(total, n, mu, DICE: tl.constexpr):
 
 
 @triton.jit
+def _ratio_upper(total, n, mu, DICE: tl.constexpr):
+    """:func:`_ratio` for an upper bound on a set's mass: +inf where that bound leaves no positive IoU denominator
+    (the bound then says nothing)."""
+    if DICE:
+        return 2 * total / (n + mu + 1)
+    else:
+        den = mu + n - total
+        return tl.where(den > 0, total / tl.maximum(den, 1e-300), float("inf"))
+
+
+@triton.jit
 def exact_window_kernel(
     hist_ptr,
     mu_ptr,
@@ -92,12 +103,15 @@ def exact_window_kernel(
     s_hi_ge = tl.cumsum(c64 * upper, 0, reverse=True)
     s_hi_gt = s_hi_ge - c64 * upper
     mu = tl.load(mu_ptr + row).to(tl.float64) * inv_scale
-    var = tl.maximum(mu - tl.sum(c64 * lower * lower, 0), 0.0) * (1 + slack)
+    # Var = mu - sum p^2, with mu's truncation (< d units) added
+    var = tl.maximum(mu + d * inv_scale - tl.sum(c64 * lower * lower, 0), 0.0) * (1 + slack)
     p_top = tl.minimum(tl.max(tl.where(cnt > 0, upper, 0.0), 0), 1.0)
     level = tl.max(_ratio(s_lo_ge, n_ge.to(tl.float64), mu, DICE), 0) * (1 - slack)
     first = n_gt.to(tl.float64) + 1
     last = n_ge.to(tl.float64)
-    r_up = tl.maximum(_ratio(s_hi_gt + upper, first, mu, DICE), _ratio(s_hi_ge, last, mu, DICE))
+    # S_tau <= s_hi_gt + (tau - n_gt) upper inside the bin: the bound is linear-fractional in tau, so its
+    # largest value is at an end
+    r_up = tl.maximum(_ratio_upper(s_hi_gt + upper, first, mu, DICE), _ratio_upper(s_hi_ge, last, mu, DICE))
     if DICE:
         a = first + 1
         eps = (1 + _recip_gap(var, a, mu - 1)) * (1 + p_top / (a + mu - 1)) - 1
@@ -324,9 +338,10 @@ def exact_select_kernel(
             best_j = tl.where(better, first, best_j)
             best = tl.where(better, m, best)
         start = tl.load(start_ptr + row)
-        for q0 in range(0, best_j + 1, BLOCK):
+        n_take = (best_j + 1).to(tl.int32)
+        for q0 in range(0, n_take, BLOCK):
             q = q0 + tl.arange(0, BLOCK)
-            take = q <= best_j
+            take = q < n_take
             idx = tl.load(bidx_ptr + start + q, mask=take, other=0)
             tl.store(mask_ptr + idx, tl.full([BLOCK], 1, dtype=tl.int1), mask=take)
 
