@@ -292,3 +292,21 @@ def test_fused_exact_window_holds_on_extreme_rows(metric, monkeypatch):
     assert solved.sum() >= 3
     full = _sorted_masks(rows, metric)
     assert torch.equal(masks[solved], full[solved])
+
+
+def test_fused_exact_takes_more_ranks_per_block_when_the_block_sums_would_be_large(monkeypatch):
+    from rankseg._triton import exact
+
+    rows = _smooth((1, 2, 48, 48), seed=16).reshape(2, -1)
+    seen = []
+    original = exact.launch
+
+    def record(kernel, grid, args, **meta):
+        seen.append((getattr(kernel, "fn", kernel).__name__, meta.get("BJ")))
+        return original(kernel, grid, args, **meta)
+
+    monkeypatch.setattr(exact, "launch", record)
+    monkeypatch.setattr(exact, "_SUMS_MIN_BUDGET", 0)  # the input's size alone: 18 KB
+    small_budget = _fused_rows(rows, "iou", rank_block=8, monkeypatch=monkeypatch)[0]
+    assert dict(seen)["exact_block_scores_kernel"] > 8
+    assert torch.equal(small_budget, _plain_masks(rows, "iou"))

@@ -89,6 +89,8 @@ _MAX_Y = 0.3
 _MIN_MASS = 64.0
 _SERIES_TOL = 1e-12
 _MAX_NODES = 128
+# Bytes the per-block node sums may take at least (beyond this and the input's size, blocks take more ranks).
+_SUMS_MIN_BUDGET = 2**26
 
 
 def _rank_block() -> int:
@@ -165,8 +167,12 @@ def exact_masks(rows: torch.Tensor, metric: str, solve: torch.Tensor) -> tuple[t
     order = torch.sort(keys, stable=True)[1]
     band_vals, band_idx = band_vals[order], band_idx[order]
 
-    bj = _rank_block()
     kt = max(16, 1 << (max(n_nodes, 1) - 1).bit_length())
+    # ranks per program: more where the per-block node sums (two (R, blocks, kt) float64 buffers) would pass the
+    # input's size (rows whose band is most of the row)
+    bj, budget = _rank_block(), max(p.numel() * p.element_size(), _SUMS_MIN_BUDGET)
+    while bj < 1024 and 2 * n_rows * -(-widest // bj) * kt * 8 > budget:
+        bj *= 2
     nblk = -(-widest // bj)
     sums = torch.empty(n_rows, nblk, kt, dtype=f64, device=dev)
     bsum = torch.empty(n_rows, nblk, dtype=f64, device=dev)
