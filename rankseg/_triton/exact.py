@@ -37,10 +37,9 @@ from __future__ import annotations
 
 import torch
 
-from rankseg._common import fixed_bits
 from rankseg._triton import interpreting
 from rankseg._triton._launch import launch
-from rankseg._triton.rma import _blocks, _kernels
+from rankseg._triton.rma import _Geometry, _kernels, gather, row_hist
 
 __all__ = ["MAX_POWERS", "exact_masks", "row_powers"]
 
@@ -72,12 +71,10 @@ def row_powers(
             raise ValueError("n_above > 0 needs the thresholds hi")
         hi = torch.ones(n_rows, dtype=torch.float32, device=p.device)
     hi = hi.to(torch.float32).contiguous()
-    block, span, _, _ = _blocks()
-    span = max(block, span // block * block)
-    parts = -(-d // span)
-    launch(k.row_powers_kernel, (n_rows, parts), (p, hi, out[0], out[1], d, span, n_pow, n_above, float(scale)),
-           BLOCK=block, MP=MAX_POWERS, reads=p.numel() * 4 + n_rows * 4,
-           writes=n_rows * parts * (n_pow + n_above) * 8)  # fmt: skip
+    geo = _Geometry(p)
+    launch(k.row_powers_kernel, (n_rows, geo.parts), (p, hi, out[0], out[1], d, geo.span, n_pow, n_above,
+           float(scale)), BLOCK=geo.block, MP=MAX_POWERS, reads=p.numel() * 4 + n_rows * 4,
+           writes=n_rows * geo.parts * (n_pow + n_above) * 8)  # fmt: skip
     return out[0, :, :n_pow], out[1, :, :n_above]
 
 
@@ -114,19 +111,11 @@ def exact_masks(rows: torch.Tensor, metric: str, solve: torch.Tensor) -> tuple[t
     dev = p.device
     if n_rows == 0 or d == 0:
         return torch.zeros((n_rows, d), dtype=torch.bool, device=dev), None
-    block, span, _, _ = _blocks()
-    span = max(block, span // block * block)
-    parts = -(-d // span)
-    fx = fixed_bits(d)
-    scale, unit = float(2**fx), float(2.0**-fx)
+    geo = _Geometry(p)
+    scale, unit = geo.scale, geo.unit
     dice = metric == "dice"
-    geo = dict(NB=k.NB, BASE=k.BASE, SHIFT=k.SHIFT)
     i64, f64 = torch.int64, torch.float64
-
-    hist = torch.zeros(n_rows, k.NB, dtype=torch.int32, device=dev)
-    mu = torch.zeros(n_rows, dtype=i64, device=dev)
-    launch(k.row_hist_kernel, (n_rows, parts), (p, hist, mu, d, span, scale), BLOCK=block, **geo,
-           reads=p.numel() * 4, writes=n_rows * parts * (k.NB * 4 + 8))  # fmt: skip
+    hist, mu = row_hist(p, geo)
 
     k_lo = torch.empty(n_rows, dtype=torch.int32, device=dev)
     k_hi = torch.empty_like(k_lo)
@@ -138,21 +127,14 @@ def exact_masks(rows: torch.Tensor, metric: str, solve: torch.Tensor) -> tuple[t
     stats = torch.zeros(5, dtype=i64, device=dev)
     flags = solve.view(torch.uint8) if solve.dtype == torch.bool else solve.to(torch.uint8)
     launch(ek.exact_window_kernel, (n_rows,), (hist, mu, flags, k_lo, k_hi, count, n_hi, hi, node, ok, stats, d,
-           unit, _SLACK, _MAX_Y, _MIN_MASS, _SERIES_TOL, _MAX_NODES, MAX_POWERS - 1), DICE=dice, **geo,
+           unit, _SLACK, _MAX_Y, _MIN_MASS, _SERIES_TOL, _MAX_NODES, MAX_POWERS - 1), DICE=dice, **geo.bins,
            reads=n_rows * (k.NB * 4 + 9), writes=n_rows * 62 + 40)  # fmt: skip
     total, widest, n_bad, n_nodes, terms = stats.tolist()  # the one host sync: sizes every buffer below
     bad = None
     if n_bad:
         bad = (flags.bool() & (ok == 0)).nonzero().squeeze(1)
-    mask = torch.empty((n_rows, d), dtype=torch.bool, device=dev)
     starts = torch.cumsum(count, 0) - count
-    band_vals = torch.empty(total, dtype=torch.float32, device=dev)
-    band_idx = torch.empty(total, dtype=i64, device=dev)
-    fill = torch.zeros(n_rows, dtype=i64, device=dev)
-    s_above = torch.zeros(n_rows, dtype=i64, device=dev)
-    launch(k.gather_kernel, (n_rows, parts), (p, mask, k_lo, k_hi, starts, fill, band_vals, band_idx, s_above,
-           d, span, scale), BLOCK=block, **geo,
-           reads=p.numel() * 4 + n_rows * 24, writes=mask.numel() + total * 12 + n_rows * parts * 16)  # fmt: skip
+    mask, band_vals, band_idx, _ = gather(p, geo, k_lo, k_hi, starts, total)
     if total == 0:
         return mask, bad
     row_pow, above = row_powers(p, max(terms - 1, 0), scale, hi, terms + 1)

@@ -7,6 +7,8 @@ bins of :func:`rankseg._triton.kernels._key`, int64 fixed-point sums. The scores
 import triton
 import triton.language as tl
 
+from rankseg._triton.kernels import _bins
+
 # Quadrature of rankseg._quadrature: exp-sinh nodes t = c exp(pi/2 sinh x), trapezoid step 0.09 in x (the
 # constants are written out in the kernels: pi / 2 = 1.5707963267948966).
 
@@ -91,11 +93,7 @@ def exact_window_kernel(
     largest band, the rows solved but not ok, and the largest node and term counts (atomics).
     """
     row = tl.program_id(0)
-    k = tl.arange(0, NB)
-    cnt = tl.load(hist_ptr + row.to(tl.int64) * NB + k).to(tl.int64)
-    upper = ((k + BASE) << SHIFT).to(tl.float32, bitcast=True).to(tl.float64)
-    lower = ((k - 1 + BASE) << SHIFT).to(tl.float32, bitcast=True).to(tl.float64)
-    lower = tl.where(k == 0, 0.0, lower)
+    k, cnt, lower, upper = _bins(hist_ptr, row, NB, BASE, SHIFT)
     c64 = cnt.to(tl.float64)
     n_ge = tl.cumsum(cnt, 0, reverse=True)
     n_gt = n_ge - cnt

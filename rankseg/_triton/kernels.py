@@ -78,6 +78,16 @@ def _score(total, n, mu, smooth, DICE: tl.constexpr):
 
 
 @triton.jit
+def _bins(hist_ptr, row, NB: tl.constexpr, BASE: tl.constexpr, SHIFT: tl.constexpr):
+    """A row's bins: index k, count (int64) and the float64 edges [lower, upper) of each (bin 0 from 0)."""
+    k = tl.arange(0, NB)
+    cnt = tl.load(hist_ptr + row.to(tl.int64) * NB + k).to(tl.int64)
+    upper = ((k + BASE) << SHIFT).to(tl.float32, bitcast=True).to(tl.float64)
+    lower = ((k - 1 + BASE) << SHIFT).to(tl.float32, bitcast=True).to(tl.float64)
+    return k, cnt, tl.where(k == 0, 0.0, lower), upper
+
+
+@triton.jit
 def bracket_kernel(
     hist_ptr,
     mu_ptr,
@@ -104,11 +114,7 @@ def bracket_kernel(
     edge (F is convex, decreasing, with slopes <= -slope, and F(v*) = 0).
     """
     row = tl.program_id(0)
-    k = tl.arange(0, NB)
-    cnt = tl.load(hist_ptr + row.to(tl.int64) * NB + k).to(tl.int64)
-    upper = ((k + BASE) << SHIFT).to(tl.float32, bitcast=True).to(tl.float64)
-    lower = ((k - 1 + BASE) << SHIFT).to(tl.float32, bitcast=True).to(tl.float64)
-    lower = tl.where(k == 0, 0.0, lower)
+    k, cnt, lower, upper = _bins(hist_ptr, row, NB, BASE, SHIFT)
     c64 = cnt.to(tl.float64)
     n_ge = tl.cumsum(cnt, 0, reverse=True)
     s_ge = tl.cumsum(c64 * lower, 0, reverse=True)

@@ -108,20 +108,13 @@ def ratio_masks(rows: torch.Tensor, metric: str, smooth: float, solve: torch.Ten
     dev = p.device
     if n_rows == 0 or d == 0:
         return torch.zeros((n_rows, d), dtype=torch.bool, device=dev)
-    block, span, _, band_block = _blocks()
-    span = max(block, span // block * block)
-    parts = -(-d // span)
-    fx = fixed_bits(d)
-    scale, inv_scale = float(2**fx), float(2.0**-fx)
+    geo = _Geometry(p)
+    band_block = _blocks()[3]
+    scale, inv_scale = geo.scale, geo.unit
     dice = metric == "dice"
     s = 0.0 if dice else float(smooth)
-    geo = dict(NB=k.NB, BASE=k.BASE, SHIFT=k.SHIFT)
     i64, f64 = torch.int64, torch.float64
-
-    hist = torch.zeros(n_rows, k.NB, dtype=torch.int32, device=dev)
-    mu = torch.zeros(n_rows, dtype=i64, device=dev)
-    launch(k.row_hist_kernel, (n_rows, parts), (p, hist, mu, d, span, scale), BLOCK=block, **geo,
-           reads=p.numel() * 4, writes=n_rows * parts * (k.NB * 4 + 8))  # fmt: skip
+    hist, mu = row_hist(p, geo)
 
     k_lo = torch.empty(n_rows, dtype=torch.int32, device=dev)
     k_hi = torch.empty_like(k_lo)
@@ -130,19 +123,12 @@ def ratio_masks(rows: torch.Tensor, metric: str, smooth: float, solve: torch.Ten
     v_start = torch.empty(n_rows, dtype=f64, device=dev)
     flags = solve.view(torch.uint8) if solve.dtype == torch.bool else solve.to(torch.uint8)
     launch(k.bracket_kernel, (n_rows,), (hist, mu, flags, k_lo, k_hi, count, n_above, v_start, inv_scale, s,
-           _SLACK), DICE=dice, **geo, reads=n_rows * (k.NB * 4 + 9), writes=n_rows * 32)  # fmt: skip
+           _SLACK), DICE=dice, **geo.bins, reads=n_rows * (k.NB * 4 + 9), writes=n_rows * 32)  # fmt: skip
 
     ends = torch.cumsum(count, 0)
     total = int(ends[-1])  # the one host sync: sizes the band buffers
     starts = ends - count
-    band_vals = torch.empty(total, dtype=torch.float32, device=dev)
-    band_idx = torch.empty(total, dtype=i64, device=dev)
-    fill = torch.zeros(n_rows, dtype=i64, device=dev)
-    s_above = torch.zeros(n_rows, dtype=i64, device=dev)
-    mask = torch.empty((n_rows, d), dtype=torch.bool, device=dev)
-    launch(k.gather_kernel, (n_rows, parts), (p, mask, k_lo, k_hi, starts, fill, band_vals, band_idx, s_above,
-           d, span, scale), BLOCK=block, **geo,
-           reads=p.numel() * 4 + n_rows * 24, writes=mask.numel() + total * 12 + n_rows * parts * 16)  # fmt: skip
+    mask, band_vals, band_idx, s_above = gather(p, geo, k_lo, k_hi, starts, total)
 
     n_sel = torch.empty(n_rows, dtype=i64, device=dev)
     iters = torch.empty(n_rows, dtype=torch.int32, device=dev)
@@ -154,6 +140,61 @@ def ratio_masks(rows: torch.Tensor, metric: str, smooth: float, solve: torch.Ten
            mask, n_sel, iters, scale, inv_scale, s, _MAX_ITERS), DICE=dice, BLOCK=band_block,
            reads=band_reads, writes=total + n_rows * 12)  # fmt: skip
     return mask
+
+
+class _Geometry:
+    """How the passes over (R, d) float32 rows are laid out: pixel block, pixels per program, programs per row,
+    the fixed-point scale and unit, and the bins' constants."""
+
+    def __init__(self, p: torch.Tensor) -> None:
+        k = _kernels()
+        block, span, _, _ = _blocks()
+        self.block = block
+        self.span = max(block, span // block * block)
+        self.parts = -(-p.shape[1] // self.span)
+        fx = fixed_bits(p.shape[1])
+        self.scale, self.unit = float(2**fx), float(2.0**-fx)
+        self.bins = dict(NB=k.NB, BASE=k.BASE, SHIFT=k.SHIFT)
+
+
+def row_hist(p: torch.Tensor, geo: _Geometry) -> tuple[torch.Tensor, torch.Tensor]:
+    """One read: per row the counts of its values in the bins (int32) and its fixed-point sum mu (int64).
+
+    Shape:
+        p: (R, d) float32 contiguous.  outputs: (R, NB) and (R,).
+    """
+    k = _kernels()
+    n_rows, d = p.shape
+    hist = torch.zeros(n_rows, k.NB, dtype=torch.int32, device=p.device)
+    mu = torch.zeros(n_rows, dtype=torch.int64, device=p.device)
+    launch(k.row_hist_kernel, (n_rows, geo.parts), (p, hist, mu, d, geo.span, geo.scale), BLOCK=geo.block,
+           **geo.bins, reads=p.numel() * 4, writes=n_rows * geo.parts * (k.NB * 4 + 8))  # fmt: skip
+    return hist, mu
+
+
+def gather(
+    p: torch.Tensor, geo: _Geometry, k_lo: torch.Tensor, k_hi: torch.Tensor, starts: torch.Tensor, total: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One read: the mask of the pixels above each row's band (bins > k_hi), the band pixels (bins k_lo..k_hi)
+    into the row's slice from ``starts`` (values and flat indices, in any order) and the fixed-point sum above.
+
+    Shape:
+        k_lo, k_hi: (R,) int32.  starts: (R,) int64.  outputs: (R, d) bool, (total,) float32, (total,) int64,
+        (R,) int64.
+    """
+    k = _kernels()
+    n_rows, d = p.shape
+    dev = p.device
+    band_vals = torch.empty(total, dtype=torch.float32, device=dev)
+    band_idx = torch.empty(total, dtype=torch.int64, device=dev)
+    fill = torch.zeros(n_rows, dtype=torch.int64, device=dev)
+    s_above = torch.zeros(n_rows, dtype=torch.int64, device=dev)
+    mask = torch.empty((n_rows, d), dtype=torch.bool, device=dev)
+    launch(k.gather_kernel, (n_rows, geo.parts), (p, mask, k_lo, k_hi, starts, fill, band_vals, band_idx, s_above,
+           d, geo.span, geo.scale), BLOCK=geo.block, **geo.bins,
+           reads=p.numel() * 4 + n_rows * 24,
+           writes=mask.numel() + total * 12 + n_rows * geo.parts * 16)  # fmt: skip
+    return mask, band_vals, band_idx, s_above
 
 
 def supports_resolve(metric: str, smooth: float) -> bool:
