@@ -58,6 +58,33 @@ def _signatures() -> dict:
     }  # fmt: skip
 
 
+def _exact_signatures() -> dict:
+    """The exact path's kernels (rankseg._triton.exact_kernels); ``[iou]`` compiles the IoU variant."""
+    ptr32, i32, f64 = "*fp32", "i32", "fp64"
+    window = dict(hist_ptr="*i32", mu_ptr="*i64", solve_ptr="*u8", klo_ptr="*i32", khi_ptr="*i32", cnt_ptr="*i64",
+                  nhi_ptr="*i64", hi_ptr=ptr32, node_ptr="*fp64", ok_ptr="*i8", stats_ptr="*i64", d=i32,
+                  inv_scale=f64, slack=f64, max_y=f64, min_mass=f64, tol=f64, max_nodes=i32, max_terms=i32)
+    sums = dict(bval_ptr=ptr32, start_ptr="*i64", cnt_ptr="*i64", node_ptr="*fp64", sums_ptr="*fp64",
+                bsum_ptr="*fp64", nblk=i32)
+    scores = dict(bval_ptr=ptr32, start_ptr="*i64", cnt_ptr="*i64", nhi_ptr="*i64", node_ptr="*fp64",
+                  rowpow_ptr="*i64", above_ptr="*i64", mu_ptr="*i64", off_ptr="*fp64", boff_ptr="*fp64",
+                  best_ptr="*fp64", arg_ptr="*i64", nblk=i32, unit=f64)
+    bins = dict(NB=2048, BASE=(127 - 15) << 7, SHIFT=16)
+    out = {}
+    for dice in (True, False):
+        tag = "" if dice else "[iou]"
+        out["exact_window_kernel" + tag] = (window, dict(DICE=dice, **bins))
+        out["exact_block_sums_kernel" + tag] = (sums, dict(DICE=dice, BJ=32, KT=64))
+        out["exact_block_scores_kernel" + tag] = (scores, dict(MP=64, DICE=dice, BJ=32, KT=64))
+    out["exact_select_kernel"] = (
+        dict(best_ptr="*fp64", arg_ptr="*i64", ok_ptr="*i8", start_ptr="*i64", bidx_ptr="*i64", mask_ptr="*i1",
+             nblk=i32),
+        dict(BLOCK=1024),
+    )
+    out["sort_keys_kernel"] = (dict(bval_ptr=ptr32, bidx_ptr="*i64", key_ptr="*i64", n=i32, d=i32), dict(BLOCK=1024))
+    return out  # fmt: skip
+
+
 def compile_all() -> None:
     """Compile every kernel for sm_90; print one line per kernel and check the resolve kernel's IoU division."""
     import inspect
@@ -66,11 +93,14 @@ def compile_all() -> None:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from rankseg._triton import kernels
+    from rankseg._triton import exact_kernels, kernels
 
     target = GPUTarget("cuda", 90, 32)
-    for name, (sig, const) in _signatures().items():
-        fn = getattr(kernels, name)
+    entries = [(kernels, *e) for e in _signatures().items()]
+    entries += [(exact_kernels, *e) for e in _exact_signatures().items()]
+    for module, key, (sig, const) in entries:
+        name = key.split("[")[0]
+        fn = getattr(module, name)
         params = list(inspect.signature(fn.fn).parameters)
         floats = [p.name for p in fn.params if p.annotation_type.startswith("fp")]
         assert all(sig[f] == "fp64" for f in floats), f"{name}: float parameters must be fp64"
@@ -83,7 +113,7 @@ def compile_all() -> None:
         assert "cubin" in out.asm, name
         if name == "resolve_kernel":  # 0.0.8's float32 rounding: no fused multiply-add, IEEE division
             assert "fma.rn.f32" not in out.asm["ptx"] and "div.approx" not in out.asm["ptx"]
-        print("compiled", name)
+        print("compiled", key)
 
 
 def test_kernels_compile_for_sm90_without_a_gpu():
@@ -95,7 +125,7 @@ def test_kernels_compile_for_sm90_without_a_gpu():
     if run.returncode != 0 and "GPUTarget" in run.stderr and "ImportError" in run.stderr:
         pytest.skip("this triton cannot compile for CUDA here")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.count("compiled") == len(_signatures())
+    assert run.stdout.count("compiled") == len(_signatures()) + len(_exact_signatures())
 
 
 if __name__ == "__main__":
