@@ -86,7 +86,7 @@ def test_triton_with_small_blocks_agrees_at_a_quarter_size(name):
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_exact_fused_path_agrees_with_numpy_at_full_size(name):
     """The exact solver (smooth 0, multilabel): its fused Triton path (rankseg._triton.exact.exact_masks) and the
-    NumPy band path give the same masks, Dice and IoU (about 1, 2 and 4 minutes under the interpreter)."""
+    NumPy band path give the same masks, Dice and IoU (about 0.5, 2.5 and 4 minutes under the interpreter)."""
     probs = make_input(SHAPES[name])
     device = "cuda" if CUDA else "cpu"
     for metric in ("dice", "iou"):
