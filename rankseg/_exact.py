@@ -441,7 +441,8 @@ def _window_scores_series(vals, metric, s, first, last, width, t, w, y, terms) -
     tk, wk, lgk = t.unsqueeze(1), w.unsqueeze(1), log_g.unsqueeze(1)
     if metric == "dice":
         h = torch.einsum("rwm,rkm->rwk", pre, y_pow)  # sum_{j<=tau} p_j / (1 - p_j y)
-        score = (wk * torch.exp(lgk - (tau_f + 1 + s) * tk) * (2 * h + s * torch.exp(tk))).sum(2)
+        # s e^t is folded into the exponent: e^t overflows at the far nodes of a batch (0 * inf would be NaN)
+        score = (wk * (torch.exp(lgk - (tau_f + 1 + s) * tk) * (2 * h) + s * torch.exp(lgk - (tau_f + s) * tk))).sum(2)
     else:
         # log prod_{j<=tau} (1 - p_j y) = -sum_m y^m/m sum_{j<=tau} p_j^m
         log_a = -torch.einsum("rwm,rkm->rwk", pre[:, :, :terms] * inv_m, y_pow[:, :, 1:])
@@ -475,7 +476,9 @@ def _exact_tau_direct(vals, metric, smooth, first, last) -> torch.Tensor:
         lgk = log_g[:, k : k + 1]
         if metric == "dice":
             hk = (top[:, :hi] / _one_minus_py(top[:, :hi], emt[:, k : k + 1])).cumsum(1)[:, lo - 1 :]
-            score += wk * torch.exp(lgk - (tau + 1 + s) * tk) * (2 * hk + s * torch.exp(tk))
+            # s e^t folded into the exponent: a batch's node count comes from its widest row, so a row of small
+            # mass gets nodes far past its own range, where e^t overflows (0 * inf would be NaN)
+            score += wk * (torch.exp(lgk - (tau + 1 + s) * tk) * (2 * hk) + s * torch.exp(lgk - (tau + s) * tk))
         else:
             score += wk * torch.exp(lgk - lg[:, :hi].cumsum(1)[:, lo - 1 :] - (tau + s) * tk)
     if metric == "iou":
