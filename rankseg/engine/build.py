@@ -6,6 +6,7 @@ Config nodes may carry metadata next to the constructor arguments (``name``, ``b
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import random
@@ -65,8 +66,33 @@ def build_dataset(dataset_cfg: DictConfig, split: str) -> torch.utils.data.Datas
 def build_model(model_cfg: DictConfig | Mapping[str, Any], pretrained: bool = True) -> nn.Module:
     """Instantiate a segmentation network; ImageNet weights must already be cached (see
     :func:`rankseg.models.check_pretrained_weights`). ``pretrained=False`` forces ``encoder_weights=None``
-    (evaluation, where a checkpoint supplies every weight)."""
+    (evaluation, where a checkpoint supplies every weight).
+
+    ``head_dropout: p`` (a config key, not a constructor argument) adds channel dropout with probability p to the
+    input of an smp model's ``segmentation_head`` in training mode, as the RankSEG-RMA heads have (0.1). It is a
+    forward pre-hook: no parameter and no state-dict key changes, and evaluation is unaffected."""
     node = _as_dict(model_cfg)
+    dropout = node.pop("head_dropout", None)
+    if dropout and not 0 < float(dropout) < 1:
+        raise ValueError(f"model.head_dropout must be in [0, 1), got {dropout}; use 0 for none")
+    model = _build_network(node, pretrained)
+    if dropout:
+        head = getattr(model, "segmentation_head", None)
+        if not isinstance(head, nn.Module):
+            raise ValueError(
+                f"model.head_dropout={dropout} needs a model with a segmentation_head (smp models); "
+                f"{type(model).__name__} has none: remove model.head_dropout"
+            )
+        head.register_forward_pre_hook(functools.partial(_channel_dropout, float(dropout)))
+    return model
+
+
+def _channel_dropout(p: float, module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: Dropout2d on the head's input while training."""
+    return (torch.nn.functional.dropout2d(args[0], p, module.training), *args[1:])
+
+
+def _build_network(node: dict[str, Any], pretrained: bool) -> nn.Module:
     if not pretrained:
         node["encoder_weights"] = None
     if node["_target_"].startswith("rankseg.models.Reference"):
