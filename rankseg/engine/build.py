@@ -20,10 +20,11 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from rankseg.models.aux import attach_aux_head
 from rankseg.models.weights import check_pretrained_weights
 from rankseg.predict import PredictionRule
 
-META_KEYS = ("name", "backbone_prefixes", "proper", "activation")
+META_KEYS = ("name", "backbone_prefixes", "proper", "activation", "main_weight", "aux_weight")
 
 
 def _as_dict(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
@@ -70,12 +71,17 @@ def build_model(model_cfg: DictConfig | Mapping[str, Any], pretrained: bool = Tr
 
     ``head_dropout: p`` (a config key, not a constructor argument) adds channel dropout with probability p to the
     input of an smp model's ``segmentation_head`` in training mode, as the RankSEG-RMA heads have (0.1). It is a
-    forward pre-hook: no parameter and no state-dict key changes, and evaluation is unaffected."""
+    forward pre-hook: no parameter and no state-dict key changes, and evaluation is unaffected.
+    ``aux_channels: n`` adds the RankSEG-RMA auxiliary head (:func:`rankseg.models.aux.attach_aux_head`); its
+    loss weight is ``aux_weight`` (read by the training loop, as ``main_weight``)."""
     node = _as_dict(model_cfg)
     dropout = node.pop("head_dropout", None)
+    aux_channels = node.pop("aux_channels", None)
     if dropout and not 0 < float(dropout) < 1:
         raise ValueError(f"model.head_dropout must be in [0, 1), got {dropout}; use 0 for none")
     model = _build_network(node, pretrained)
+    if aux_channels:  # an auxiliary head for training (rankseg.models.aux), with the main head's dropout
+        attach_aux_head(model, int(aux_channels), int(node["classes"]), float(dropout or 0.0))
     if dropout:
         head = getattr(model, "segmentation_head", None)
         if not isinstance(head, nn.Module):

@@ -57,6 +57,7 @@ from rankseg.engine.runs import (
     run_name,
 )
 from rankseg.engine.signals import StopSignals, TrainingInterrupted
+from rankseg.models.aux import aux_loss
 
 
 def model_logits(output: Any) -> torch.Tensor:
@@ -251,6 +252,8 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
     loss_fn = build_loss(cfg.loss).to(device)
     opt_cfg = cfg.optimizer
     optimizer = build_optimizer(net, list(cfg.model.get("backbone_prefixes", [])), opt_cfg)
+    # loss weights of the main and auxiliary logits (model.aux_weight > 0 needs a model with an auxiliary head)
+    main_weight, aux_weight = float(cfg.model.get("main_weight", 1.0)), float(cfg.model.get("aux_weight", 0.0))
     power = float(opt_cfg.poly_power)
     warmup = float(opt_cfg.get("warmup_ratio") or 0.0) * total_iters
     start = float(opt_cfg.get("warmup_start_factor") or 0.0)
@@ -392,7 +395,7 @@ def _train(cfg: DictConfig, info: DistInfo, device: torch.device) -> dict[str, A
                     images = images.to(device, non_blocking=True)
                     targets = targets.to(device, non_blocking=True)
                     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                        loss = loss_fn(model_logits(model(images)), targets)
+                        loss = aux_loss(loss_fn, model(images), targets, main_weight, aux_weight)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)
