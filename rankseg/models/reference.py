@@ -24,7 +24,8 @@ Differences to the reference, none of which changes a state-dict key, a shape or
 no ``freeze_bn``/``freeze_backbone``/``in_channels`` arguments; no ImageNet initialisation (weights come from a
 reference checkpoint); ``encoder_name`` other than the reference's choice builds a lighter variant of the same
 design (for tests), which no reference checkpoint fits; :class:`ReferencePSPNet` freezes and skips its auxiliary
-head when ``use_aux=False`` (our ``train.py`` has no auxiliary loss; the reference adds 0.4 x the loss on it).
+head when ``use_aux=False`` (the default of ``configs/model/ref_pspnet.yaml``; the reference trains it at 0.4 x
+the loss: ``model.use_aux=true +model.aux_weight=0.4`` with our ``train.py``).
 """
 
 from __future__ import annotations
@@ -221,9 +222,9 @@ class ReferencePSPNet(nn.Module):
         classes: number of output channels.
         encoder_name: the reference's ``arch.args.backbone`` (``resnet50`` in the paper's configs).
         encoder_weights: must be None (weights come from a reference checkpoint).
-        use_aux: training mode returns ``(logits, aux_logits)`` as the reference does. False (our configs)
-            freezes the auxiliary head and skips it, since our training loop has no auxiliary loss; its weights
-            stay in the state dict either way.
+        use_aux: training mode returns ``(logits, aux_logits)`` as the reference does (train.py weighs the second
+            by ``model.aux_weight``). False (our config's default) freezes the auxiliary head and skips it; its
+            weights stay in the state dict either way.
         bins: pyramid pooling grid sizes.
 
     Shape:

@@ -77,3 +77,14 @@ def test_the_readme_overrides_give_deeplabv3plus_the_rma_heads():
     assert main.shape == aux.shape == (2, 5, 64, 64)
     assert len(net.segmentation_head._forward_pre_hooks) == 1  # the dropout
     assert net.eval()(torch.rand(2, 3, 64, 64)).shape == (2, 5, 64, 64)
+
+
+def test_reference_pspnet_trains_its_auxiliary_head_when_asked():
+    """configs/model/ref_pspnet.yaml: model.use_aux=true +model.aux_weight=0.4 gives the reference trainer's loss."""
+    cfg = _cfg("ref_pspnet", "model.encoder_name=resnet18", "model.use_aux=true", "+model.aux_weight=0.4")
+    net = build_model(cfg.model, pretrained=False).train()
+    output = net(torch.rand(2, 3, 64, 64))
+    target = torch.randint(0, 5, (2, 64, 64))
+    ce = torch.nn.CrossEntropyLoss()
+    loss = aux_loss(ce, output, target, float(cfg.model.get("main_weight", 1.0)), float(cfg.model.aux_weight))
+    assert torch.allclose(loss, ce(output[0], target) + 0.4 * ce(output[1], target))
