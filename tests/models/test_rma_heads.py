@@ -1,5 +1,6 @@
-"""The RankSEG-RMA auxiliary head (rankseg/models/aux.py): what the model returns in training and evaluation, the
-head's logits against a hand computation, the weighted loss, and the errors."""
+"""The RankSEG-RMA heads: ``model.head_dropout`` (channel dropout on the input of an smp model's segmentation head
+while training, rankseg.engine.build.build_model) and the auxiliary head (rankseg/models/aux.py): what the model
+returns in training and evaluation, both against hand computations, the weighted loss, and the errors."""
 
 from __future__ import annotations
 
@@ -88,3 +89,37 @@ def test_reference_pspnet_trains_its_auxiliary_head_when_asked():
     ce = torch.nn.CrossEntropyLoss()
     loss = aux_loss(ce, output, target, float(cfg.model.get("main_weight", 1.0)), float(cfg.model.aux_weight))
     assert torch.allclose(loss, ce(output[0], target) + 0.4 * ce(output[1], target))
+
+
+def _model_node(model: str, *extra: str):
+    return _cfg(model, *extra).model
+
+
+@pytest.mark.parametrize("model", list(LIGHT))
+def test_rma_models_drop_head_channels_only_while_training(model):
+    cfg = _model_node(model)
+    assert cfg.head_dropout == 0.1  # the RMA repo's value
+    torch.manual_seed(0)
+    hooked = build_model(cfg, pretrained=False)
+    plain = build_model(_model_node(model, "model.head_dropout=0"), pretrained=False)
+    assert hooked.state_dict().keys() == plain.state_dict().keys()  # no parameter added or renamed
+    plain.load_state_dict(hooked.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    hooked.eval(), plain.eval()
+    with torch.no_grad():
+        assert torch.equal(hooked(x), plain(x))  # evaluation: unaffected
+        hooked.segmentation_head.train()  # the head alone in training mode: the only random step is the dropout
+        torch.manual_seed(1)
+        out = hooked(x)
+        decoded = plain.decoder(plain.encoder(x))
+        torch.manual_seed(1)
+        expected = plain.segmentation_head(torch.nn.functional.dropout2d(decoded, 0.1, True))
+    assert torch.equal(out, expected) and not torch.equal(out, plain(x))
+
+
+def test_head_dropout_errors_name_the_key_and_the_fix():
+    with pytest.raises(ValueError, match=r"model.head_dropout must be in \[0, 1\), got 1.5"):
+        build_model(_model_node("segformer", "model.head_dropout=1.5"), pretrained=False)
+    cfg = _cfg("ref_pspnet", "model.encoder_name=resnet18", "+model.head_dropout=0.1")
+    with pytest.raises(ValueError, match="has none: remove model.head_dropout"):
+        build_model(cfg.model, pretrained=False)
